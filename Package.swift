@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+//
+// ShipLog: a write-ahead-log shipping storage engine.
+// The engine has no package dependencies: only the toolchain and the system
+// library liblz4 (Debian: liblz4-dev). See docs/ARCHITECTURE.md for the layers.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "ShipLog",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ShipLog", targets: ["ShipLog"]),
+        .library(name: "ShipLogFormat", targets: ["ShipLogFormat"]),
+        .library(name: "ShipLogStorage", targets: ["ShipLogStorage"]),
+        .library(name: "ShipLogRecovery", targets: ["ShipLogRecovery"]),
+        .executable(name: "shiplog", targets: ["shiplog"]),
+    ],
+    targets: [
+        // C shims: hardware CRC32C with runtime detection, fallocate, O_DIRECT.
+        .target(name: "CShipLogSupport", cSettings: [.unsafeFlags(["-O3"])]),
+        // liblz4 through pkg-config.
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        // Layer 1: on-disk format and codecs. No I/O.
+        .target(name: "ShipLogFormat", dependencies: ["CShipLogSupport", "CLZ4"], swiftSettings: strict),
+        // Layer 2: segments, writer with group commit, reader, tailer, retention.
+        .target(name: "ShipLogStorage", dependencies: ["ShipLogFormat", "CShipLogSupport"], swiftSettings: strict),
+        // Layer 3: opening a log after any shutdown, clean or not.
+        .target(name: "ShipLogRecovery", dependencies: ["ShipLogStorage"], swiftSettings: strict),
+        // Umbrella for embedders.
+        .target(name: "ShipLog", dependencies: ["ShipLogFormat", "ShipLogStorage", "ShipLogRecovery"], swiftSettings: strict),
+        // The command-line tool.
+        .executableTarget(name: "shiplog", dependencies: ["ShipLog", "CLZ4"], swiftSettings: strict),
+        // Test-only: fault-injecting file systems.
+        .target(name: "ShipLogTestSupport", dependencies: ["ShipLogStorage"], swiftSettings: strict),
+
+        .testTarget(name: "ShipLogFormatTests", dependencies: ["ShipLogFormat"]),
+        .testTarget(name: "ShipLogStorageTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
+        .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

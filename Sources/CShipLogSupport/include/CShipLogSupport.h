@@ -1,0 +1,40 @@
+// C shims for what Swift's Glibc overlay lacks or what needs a target attribute.
+#ifndef CSHIPLOG_SUPPORT_H
+#define CSHIPLOG_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), continuing from `crc`.
+/// `crc` is the finalised CRC of the bytes so far (0 for none); the result is finalised too,
+/// so crc32c(crc32c(0, a), b) == crc32c(0, a ++ b).
+/// Dispatches to SSE4.2 when the CPU has it, to slicing-by-8 otherwise.
+uint32_t shiplog_crc32c(uint32_t crc, const void *data, size_t length);
+
+/// The portable slicing-by-8 implementation, always available (tests compare both).
+uint32_t shiplog_crc32c_software(uint32_t crc, const void *data, size_t length);
+
+/// The SSE4.2 implementation. Only call when shiplog_crc32c_hardware_available() != 0.
+uint32_t shiplog_crc32c_hardware(uint32_t crc, const void *data, size_t length);
+
+/// 1 when the CPU executes the SSE4.2 crc32 instruction, else 0.
+int shiplog_crc32c_hardware_available(void);
+
+/// fallocate(2) with mode 0 (allocate and extend the size). Returns 0 or an errno value.
+int shiplog_fallocate(int fd, int64_t offset, int64_t length);
+
+/// open(2) with O_DIRECT added to `flags`. Returns the descriptor or -1 with errno set.
+int shiplog_open_direct(const char *path, int flags, int mode);
+
+/// The O_DIRECT flag value on this platform (0 where unsupported).
+int shiplog_o_direct_flag(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

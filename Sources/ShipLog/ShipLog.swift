@@ -1,0 +1,5 @@
+// The umbrella module for embedders: `import ShipLog` brings the format, storage and
+// recovery layers. Each layer is also a product of its own.
+@_exported public import ShipLogFormat
+@_exported public import ShipLogStorage
+@_exported public import ShipLogRecovery

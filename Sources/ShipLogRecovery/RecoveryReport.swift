@@ -1,0 +1,58 @@
+public import ShipLogFormat
+import ShipLogStorage
+
+/// What opening a log found and did. `Log.open` keeps it in ``LogRecovery`` results; the
+/// `shiplog recover` command prints it.
+public struct RecoveryReport: Sendable, CustomStringConvertible {
+    /// Segment files found.
+    public var segmentCount = 0
+    /// Sealed segments trusted through their checked footers, without scanning.
+    public var segmentsOpenedByFooter = 0
+    /// Segments whose batches were read and checked.
+    public var segmentsScanned = 0
+    /// Bytes of batches checked while scanning.
+    public var bytesScanned: Int64 = 0
+    /// Torn tails cut off.
+    public var truncations: [Truncation] = []
+    /// Leftover `.tmp` files of interrupted segment creation, removed.
+    public var removedTemporaryFiles: [String] = []
+    /// Files in the directory that are not ShipLog's, left alone.
+    public var unrecognizedFiles: [String] = []
+    /// A segment found with a footer but not trimmed to it (crash while sealing), completed.
+    public var sealsCompleted: [String] = []
+    /// First and last LSN of the recovered log (`nil` when empty).
+    public var firstLSN: LSN?
+    public var lastLSN: LSN?
+    public var duration: Duration = .zero
+
+    public init() {}
+
+    /// A cut of a torn tail.
+    public struct Truncation: Sendable, Hashable {
+        public var file: String
+        /// Where the kept data ends.
+        public var offset: Int64
+        /// File bytes dropped (up to the end of the file, preallocated zeros included).
+        public var bytesDropped: Int64
+        /// Checksummed batches after the tear that were dropped: written but never synced.
+        public var unsyncedBatchesDropped: Int
+        public var reason: String
+    }
+
+    public var description: String {
+        var lines: [String] = []
+        let range = firstLSN.flatMap { first in lastLSN.map { "LSN \(first)...\($0)" } } ?? "empty"
+        lines.append(
+            "recovered \(range) from \(segmentCount) segment(s): \(segmentsOpenedByFooter) by footer, "
+                + "\(segmentsScanned) scanned (\(bytesScanned) bytes) in \(duration)")
+        for cut in truncations {
+            lines.append(
+                "truncated torn tail of \(cut.file) at byte \(cut.offset): \(cut.bytesDropped) bytes, "
+                    + "\(cut.unsyncedBatchesDropped) unsynced batch(es) dropped (\(cut.reason))")
+        }
+        for name in sealsCompleted { lines.append("completed interrupted seal of \(name)") }
+        for name in removedTemporaryFiles { lines.append("removed leftover \(name)") }
+        for name in unrecognizedFiles { lines.append("ignored unrecognized file \(name)") }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,233 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ShipLogFormat
+
+/// The log's I/O thread: the only code that writes or syncs segment files while the log is open.
+extension Log {
+    func startIOThread() throws(LogError) {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(IOThreadContext(log: self))
+        let result = pthread_create(&thread, nil, { raw in
+            let context = Unmanaged<IOThreadContext>.fromOpaque(raw!).takeRetainedValue()
+            context.log.runIOLoop()
+            return nil
+        }, context.toOpaque())
+        guard result == 0 else {
+            context.release()
+            throw .failed(underlying: "could not start the log's I/O thread: errno \(result)")
+        }
+        ioThread = thread
+    }
+
+    /// Writes pending batches, rolls segments and syncs for waiters until closed.
+    func runIOLoop() {
+        var activeFile: SegmentFile? = lock.withLock { state.assigned != nil ? state.segments.last?.file : nil }
+        lock.lock()
+        while true {
+            if !state.pending.isEmpty && state.failure == nil {
+                let operations = state.pending
+                state.pending.removeAll(keepingCapacity: true)
+                lock.unlock()
+                for operation in operations {
+                    let outcome = perform(operation, activeFile: &activeFile)
+                    lock.lock()
+                    let completions = publish(operation, outcome: outcome, activeFile: activeFile)
+                    lock.unlock()
+                    lock.broadcast()
+                    completions.run()
+                    if case .failure = outcome { break }
+                }
+                lock.lock()
+                continue
+            }
+            let now = monotonicNanoseconds()
+            if state.failure == nil, let file = activeFile, needsSync(now: now) {
+                let target = state.writtenLSN
+                lock.unlock()
+                let outcome: Result<Void, LogError>
+                do {
+                    try file.handle.synchronizeData()
+                    outcome = .success(())
+                } catch {
+                    outcome = .failure(.syncFailed(error))
+                }
+                lock.lock()
+                state.stats.syncCalls += 1
+                var completions = Completions()
+                switch outcome {
+                case .success:
+                    state.syncedLSN = max(state.syncedLSN, target)
+                    if let deadline = state.syncDeadline, deadline <= now { state.syncDeadline = nil }
+                    completions.take(&state.syncWaiters, through: state.syncedLSN, result: { .success($0) })
+                case .failure(let error):
+                    completions = fail(with: error)
+                }
+                lock.unlock()
+                lock.broadcast()
+                completions.run()
+                lock.lock()
+                continue
+            }
+            if state.closing && (state.pending.isEmpty || state.failure != nil) {
+                break
+            }
+            if let deadline = state.syncDeadline, state.failure == nil {
+                lock.wait(untilMonotonicNanoseconds: deadline)
+            } else {
+                lock.wait()
+            }
+        }
+        // Anyone still waiting can no longer be served.
+        var completions = Completions()
+        let error = state.failure ?? .closed
+        completions.take(&state.writeWaiters, through: LSN(UInt64.max), result: { _ in .failure(Log.stopped(by: error)) })
+        completions.take(&state.syncWaiters, through: LSN(UInt64.max), result: { _ in .failure(Log.stopped(by: error)) })
+        lock.unlock()
+        lock.broadcast()
+        completions.run()
+    }
+
+    /// Whether a sync is due (lock held): a synchronous waiter's batch is written, an interval
+    /// deadline passed, or the log is closing with unsynced data.
+    private func needsSync(now: UInt64) -> Bool {
+        guard state.syncedLSN < state.writtenLSN || !state.syncWaiters.isEmpty else { return false }
+        if let first = state.syncWaiters.first, first.range.last <= state.writtenLSN { return true }
+        if let deadline = state.syncDeadline, deadline <= now, state.syncedLSN < state.writtenLSN { return true }
+        return state.closing && state.syncedLSN < state.writtenLSN
+    }
+
+    /// Does one operation's I/O (lock not held).
+    private func perform(_ operation: PendingOperation, activeFile: inout SegmentFile?) -> Result<Void, LogError> {
+        do throws(FileSystemError) {
+            switch operation {
+            case .write(let offset, let bytes, _, _, _):
+                guard let file = activeFile else { return .failure(.failed(underlying: "no active segment to write to")) }
+                try file.handle.write(bytes, toAbsoluteOffset: offset)
+            case .seal(_, let footer):
+                guard let file = activeFile else { return .failure(.failed(underlying: "no active segment to seal")) }
+                let bytes = footer.encoded(baseLSN: file.baseLSN)
+                let end = Int64(footer.dataEnd) + Int64(bytes.count)
+                try file.handle.write(bytes, toAbsoluteOffset: Int64(footer.dataEnd))
+                try file.handle.truncate(toSize: end)
+                do { try file.handle.synchronizeData() } catch { return .failure(.syncFailed(error)) }
+            case .create(let header):
+                activeFile = try createSegment(header)
+            }
+            return .success(())
+        } catch {
+            return .failure(error.isOutOfSpace ? .outOfSpace(error) : .writeFailed(error))
+        }
+    }
+
+    /// Creates a segment durably: temporary name, header, preallocation, fdatasync, rename,
+    /// directory fsync. A crash leaves either no segment or a complete one (plus a `.tmp`
+    /// file recovery removes).
+    private func createSegment(_ header: SegmentHeader) throws(FileSystemError) -> SegmentFile {
+        let name = SegmentName.fileName(baseLSN: header.baseLSN)
+        let path = directory.appending(name)
+        let temporary = directory.appending(name + SegmentName.temporarySuffix)
+        if fileSystem.fileExists(at: temporary) { try fileSystem.removeFile(at: temporary) }
+        let handle = try fileSystem.openFile(at: temporary, options: [.read, .write, .createNew])
+        do {
+            try handle.write(header.encoded(), toAbsoluteOffset: 0)
+            if options.preallocateSegments {
+                do {
+                    try handle.preallocate(
+                        fromAbsoluteOffset: Int64(SegmentHeader.byteCount),
+                        length: options.segmentBytesMax - Int64(SegmentHeader.byteCount))
+                } catch where error.isUnsupported {
+                    // The file system cannot preallocate; appends extend the file instead.
+                }
+            }
+            try handle.synchronizeData()
+            try fileSystem.rename(from: temporary, to: path)
+            try fileSystem.syncDirectory(at: directory)
+        } catch {
+            handle.close()
+            try? fileSystem.removeFile(at: temporary)
+            throw error
+        }
+        return SegmentFile(path: path, handle: handle, header: header)
+    }
+
+    /// Makes an operation's outcome visible (lock held) and collects the completions it allows.
+    private func publish(
+        _ operation: PendingOperation, outcome: Result<Void, LogError>, activeFile: SegmentFile?
+    ) -> Completions {
+        if case .failure(let error) = outcome { return fail(with: error) }
+        var completions = Completions()
+        switch operation {
+        case .write(_, let bytes, let lastLSN, let lastTimestamp, let indexUpTo):
+            state.pendingBytes -= bytes.count
+            state.stats.writeCalls += 1
+            let last = state.segments.count - 1
+            state.segments[last].dataEnd += Int64(bytes.count)
+            state.segments[last].lastLSN = lastLSN
+            state.segments[last].lastTimestamp = lastTimestamp
+            if let assigned = state.assigned, assigned.baseLSN == state.segments[last].baseLSN {
+                state.segments[last].index = Array(assigned.index.prefix(indexUpTo))
+            }
+            state.writtenLSN = lastLSN
+            completions.take(&state.writeWaiters, through: lastLSN, result: { .success($0) })
+            completions.tails = Array(state.tailWaiters.values)
+            state.tailWaiters.removeAll()
+        case .seal(_, let footer):
+            let last = state.segments.count - 1
+            state.segments[last].footer = footer
+            state.segments[last].index = footer.index
+            // Sealing synced this segment, and every older one was synced when it was sealed.
+            state.syncedLSN = max(state.syncedLSN, footer.lastLSN)
+            completions.take(&state.syncWaiters, through: state.syncedLSN, result: { .success($0) })
+        case .create:
+            guard let file = activeFile else { return completions }
+            state.segments.append(
+                SegmentEntry(
+                    file: file, lastLSN: file.baseLSN.predecessor, dataEnd: Int64(SegmentHeader.byteCount), index: [],
+                    footer: nil, lastTimestamp: file.header.createdAt))
+            state.stats.segmentsCreated += 1
+        }
+        return completions
+    }
+
+    /// Stops the log (lock held): every waiter not yet served fails; nothing more is acknowledged.
+    func fail(with error: LogError) -> Completions {
+        if state.failure == nil { state.failure = error }
+        var completions = Completions()
+        let stopped = Log.stopped(by: state.failure!)
+        completions.take(&state.writeWaiters, through: LSN(UInt64.max), result: { _ in .failure(stopped) })
+        completions.take(&state.syncWaiters, through: LSN(UInt64.max), result: { _ in .failure(stopped) })
+        state.pending.removeAll()
+        state.pendingBytes = 0
+        return completions
+    }
+}
+
+/// Completions collected under the lock and run after it is released.
+struct Completions {
+    private var calls: [(Waiter, Result<LSNRange, LogError>)] = []
+    var tails: [@Sendable () -> Void] = []
+
+    /// Moves the waiters whose batches end at or before `lsn` out of `waiters`.
+    mutating func take(
+        _ waiters: inout [Waiter], through lsn: LSN, result: (LSNRange) -> Result<LSNRange, LogError>
+    ) {
+        var count = 0
+        while count < waiters.count && waiters[count].range.last <= lsn {
+            calls.append((waiters[count], result(waiters[count].range)))
+            count += 1
+        }
+        if count > 0 { waiters.removeFirst(count) }
+    }
+
+    func run() {
+        for (waiter, result) in calls { waiter.completion(result) }
+        for tail in tails { tail() }
+    }
+}
+
+/// Carries the log to its I/O thread, which keeps it alive until `close()`.
+final class IOThreadContext {
+    let log: Log
+    init(log: Log) { self.log = log }
+}

@@ -1,0 +1,64 @@
+public import ShipLogFormat
+
+/// Which sealed segments retention may drop. The active segment is never dropped.
+public struct RetentionPolicy: Sendable, Hashable {
+    /// Drop the oldest segments while the log's data exceeds this many bytes.
+    public var totalBytesMax: Int64?
+    /// Drop segments whose newest batch is older than this.
+    public var ageMax: Duration?
+
+    public init(totalBytesMax: Int64? = nil, ageMax: Duration? = nil) {
+        self.totalBytesMax = totalBytesMax
+        self.ageMax = ageMax
+    }
+}
+
+extension Log {
+    /// Drops whole sealed segments whose records all precede `lsn`; never the active segment.
+    /// - Returns: the segments removed.
+    @discardableResult
+    public func removeSegments(before lsn: LSN) throws(LogError) -> [SegmentInfo] {
+        try removeSegments { entry, _ in entry.lastLSN < lsn }
+    }
+
+    /// Drops the oldest sealed segments that `policy` no longer keeps.
+    @discardableResult
+    public func applyRetention(_ policy: RetentionPolicy) throws(LogError) -> [SegmentInfo] {
+        let now = wallClockNanoseconds()
+        let oldest = policy.ageMax.map { now &- min(now, $0.nanoseconds) }
+        return try removeSegments { entry, remainingBytes in
+            if let limit = policy.totalBytesMax, remainingBytes > limit { return true }
+            if let oldest, entry.lastTimestamp < oldest { return true }
+            return false
+        }
+    }
+
+    /// Removes segments from the front while `shouldRemove(entry, bytesOfAllSegments)` holds.
+    private func removeSegments(while shouldRemove: (SegmentEntry, Int64) -> Bool) throws(LogError) -> [SegmentInfo] {
+        let removed: [SegmentEntry] = lock.withLock {
+            var total = state.segments.reduce(0) { $0 + $1.fileBytes }
+            var count = 0
+            while count < state.segments.count - 1, state.segments[count].isSealed,
+                shouldRemove(state.segments[count], total)
+            {
+                total -= state.segments[count].fileBytes
+                count += 1
+            }
+            let removed = Array(state.segments.prefix(count))
+            state.segments.removeFirst(count)
+            return removed
+        }
+        guard !removed.isEmpty else { return [] }
+        do {
+            for entry in removed { try fileSystem.removeFile(at: entry.file.path) }
+            try fileSystem.syncDirectory(at: directory)
+        } catch {
+            throw .io(error)
+        }
+        return removed.map {
+            SegmentInfo(
+                fileName: $0.file.fileName, baseLSN: $0.baseLSN, lastLSN: $0.lastLSN, isSealed: true,
+                dataBytes: $0.dataEnd - Int64(SegmentHeader.byteCount), lastTimestamp: $0.lastTimestamp)
+        }
+    }
+}

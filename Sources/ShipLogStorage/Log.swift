@@ -1,0 +1,335 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import ShipLogFormat
+
+/// An append-only, segmented log of checksummed, LZ4-compressed batches.
+///
+/// Appends take one batch of records and return its LSN range. One I/O thread per log owns
+/// every write and fdatasync: concurrent appenders' batches are coalesced into one write and
+/// share one fdatasync (group commit). Readers read concurrently from any LSN.
+///
+/// Open a log with `Log.open(directory:)` from ShipLogRecovery (or `import ShipLog`), which
+/// checks and repairs what a crash left behind first.
+public final class Log: @unchecked Sendable {
+    // @unchecked: every mutable field is in `state`, guarded by `lock`.
+    public let directory: FilePath
+    public let options: LogOptions
+    let fileSystem: any FileSystem
+    let lock = ConditionLock()
+    var state: State
+    /// Guarded by `lock`; joined by close().
+    var ioThread: pthread_t?
+
+    struct State {
+        var segments: [SegmentEntry]
+        var assigned: AssignedSegment?
+        var nextLSN: LSN
+        var lastBatchCRC: UInt32
+        var epoch: Epoch
+        /// Last LSN handed to the OS and readable.
+        var writtenLSN: LSN
+        /// Last LSN on stable storage.
+        var syncedLSN: LSN
+        var pending: [PendingOperation] = []
+        var pendingBytes = 0
+        /// Waiting for their batch to be written (buffered, interval), in LSN order.
+        var writeWaiters: [Waiter] = []
+        /// Waiting for their batch to be synced (immediate, sync()), in LSN order.
+        var syncWaiters: [Waiter] = []
+        /// Monotonic nanoseconds by which an `interval` append must be synced.
+        var syncDeadline: UInt64?
+        var failure: LogError?
+        var closing = false
+        var tailWaiters: [UInt64: @Sendable () -> Void] = [:]
+        var nextTailWaiterID: UInt64 = 0
+        var stats = LogStatistics()
+    }
+
+    package init(
+        directory: FilePath, fileSystem: any FileSystem, options: LogOptions, recovered: RecoveredLog
+    ) throws(LogError) {
+        try options.validate()
+        self.directory = directory
+        self.fileSystem = fileSystem
+        self.options = options
+        var segments: [SegmentEntry] = []
+        for segment in recovered.segments {
+            segments.append(
+                SegmentEntry(
+                    file: segment.file, lastLSN: segment.lastLSN, dataEnd: segment.dataEnd, index: segment.index,
+                    footer: segment.footer, lastTimestamp: segment.lastTimestamp))
+        }
+        let last = recovered.segments.last
+        var assigned: AssignedSegment?
+        if let last, last.footer == nil {
+            var active = AssignedSegment(
+                baseLSN: last.file.baseLSN, previousBatchCRC: last.lastBatchCRC, epoch: last.lastEpoch)
+            active.end = last.dataEnd
+            active.batchCount = last.batchCount
+            active.lastLSN = last.lastLSN
+            active.lastTimestamp = last.lastTimestamp
+            active.index = last.index
+            active.nextIndexAt = (last.index.last?.position).map { $0 + options.indexIntervalBytes } ?? active.end
+            assigned = active
+        }
+        let lastLSN = last?.lastLSN ?? .zero
+        state = State(
+            segments: segments, assigned: assigned, nextLSN: lastLSN.advanced(by: 1),
+            lastBatchCRC: last?.lastBatchCRC ?? 0, epoch: max(recovered.epoch, last?.lastEpoch ?? recovered.epoch),
+            writtenLSN: lastLSN, syncedLSN: lastLSN)
+        try startIOThread()
+    }
+
+    // The I/O thread keeps the log alive until close(): call it when done.
+
+    // MARK: - Appending
+
+    /// Appends the records of `batch` as one batch and waits for `durability`.
+    /// - Returns: the LSNs the records got, in order.
+    @discardableResult
+    public func append(_ batch: BatchBuilder, durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        guard !batch.isEmpty else { throw .invalidArgument("a batch must hold at least one record") }
+        return try appendEncoded(batch.encode(codec: options.compression), durability: durability)
+    }
+
+    /// Appends one record as a batch of its own.
+    @discardableResult
+    public func append(_ record: [UInt8], durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        var batch = BatchBuilder(capacity: record.count + 5)
+        do { try batch.append(record) } catch { throw .invalidArgument(error.description) }
+        return try append(batch, durability: durability)
+    }
+
+    /// Appends a batch encoded by the caller (``BatchBuilder/encode(codec:)``) and waits for `durability`.
+    @discardableResult
+    public func appendEncoded(_ batch: EncodedBatch, durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        let done = BlockingResult<LSNRange>()
+        _ = try submit(batch, durability: durability) { done.set($0) }
+        return try done.wait()
+    }
+
+    /// Appends without blocking the caller's thread: suspends until `durability` is reached.
+    /// Encoding runs on the calling task; writes and syncs run on the log's I/O thread.
+    @discardableResult
+    public func append(_ batch: BatchBuilder, durability: Durability = .immediate) async throws(LogError) -> LSNRange {
+        guard !batch.isEmpty else { throw .invalidArgument("a batch must hold at least one record") }
+        let encoded = batch.encode(codec: options.compression)
+        let result: Result<LSNRange, LogError> = await withCheckedContinuation { continuation in
+            do throws(LogError) {
+                _ = try submit(encoded, durability: durability, blockWhenFull: false) { continuation.resume(returning: $0) }
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Appends `batch` and returns its LSN range at once; `completion` runs on the log's I/O
+    /// thread when `durability` is reached or the append failed. Completions run in LSN order.
+    /// Blocks the calling thread while more than `pendingBytesMax` bytes wait to be written
+    /// (unless `blockWhenFull` is false).
+    @discardableResult
+    public func submit(
+        _ batch: EncodedBatch, durability: Durability, blockWhenFull: Bool = true,
+        completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
+    ) throws(LogError) -> LSNRange {
+        lock.lock()
+        if blockWhenFull {
+            while state.pendingBytes > options.pendingBytesMax && state.failure == nil && !state.closing { lock.wait() }
+        }
+        if let failure = state.failure {
+            lock.unlock()
+            throw Self.stopped(by: failure)
+        }
+        if state.closing {
+            lock.unlock()
+            throw .closed
+        }
+        let range = assign(batch)
+        let waiter = Waiter(range: range, completion: completion)
+        switch durability {
+        case .buffered:
+            state.writeWaiters.append(waiter)
+        case .interval(let period):
+            state.writeWaiters.append(waiter)
+            let deadline = monotonicNanoseconds() &+ period.nanoseconds
+            state.syncDeadline = min(state.syncDeadline ?? deadline, deadline)
+        case .immediate:
+            state.syncWaiters.append(waiter)
+        }
+        lock.unlock()
+        lock.broadcast()
+        return range
+    }
+
+    /// Gives `batch` its LSNs, chain link and place in a segment, and queues its bytes.
+    /// Called with the lock held.
+    private func assign(_ batch: EncodedBatch) -> LSNRange {
+        var batch = batch
+        let baseLSN = state.nextLSN
+        let footerReserve = Int64(SegmentFooter.fixedByteCount + SegmentFooter.trailerByteCount)
+        if let current = state.assigned, current.batchCount > 0,
+            current.end + Int64(batch.byteCount) + footerReserve + 8 * Int64(current.index.count + 1)
+                > options.segmentBytesMax
+        {
+            state.pending.append(.seal(baseLSN: current.baseLSN, footer: current.footer))
+            state.assigned = nil
+        }
+        if state.assigned == nil {
+            let header = SegmentHeader(
+                previousBatchCRC: state.lastBatchCRC, baseLSN: baseLSN, epoch: state.epoch,
+                createdAt: wallClockNanoseconds())
+            state.pending.append(.create(header))
+            state.assigned = AssignedSegment(baseLSN: baseLSN, previousBatchCRC: state.lastBatchCRC, epoch: state.epoch)
+        }
+        let timestamp = wallClockNanoseconds()
+        let header = batch.seal(
+            baseLSN: baseLSN, epoch: state.epoch, previousBatchCRC: state.lastBatchCRC,
+            syncedThrough: state.syncedLSN, timestamp: timestamp)
+        let offset = state.assigned!.end
+        let range = header.lsnRange
+        state.assigned!.end += Int64(batch.byteCount)
+        state.assigned!.batchCount += 1
+        state.assigned!.lastLSN = range.last
+        state.assigned!.lastBatchCRC = header.batchCRC
+        state.assigned!.lastEpoch = header.epoch
+        state.assigned!.lastTimestamp = timestamp
+        if offset >= state.assigned!.nextIndexAt {
+            state.assigned!.index.append(SegmentIndexEntry(lsn: baseLSN, position: offset))
+            state.assigned!.nextIndexAt = offset + options.indexIntervalBytes
+        }
+        let indexCount = state.assigned!.index.count
+        if case .write(let start, var bytes, _, _, _) = state.pending.last, start + Int64(bytes.count) == offset {
+            state.pending.removeLast()
+            bytes.append(contentsOf: batch.bytes)
+            state.pending.append(
+                .write(offset: start, bytes: bytes, lastLSN: range.last, lastTimestamp: timestamp, indexUpTo: indexCount))
+        } else {
+            var bytes = batch.bytes
+            bytes.reserveCapacity(max(bytes.count, 256 << 10))
+            state.pending.append(
+                .write(offset: offset, bytes: bytes, lastLSN: range.last, lastTimestamp: timestamp, indexUpTo: indexCount))
+        }
+        state.pendingBytes += batch.byteCount
+        state.nextLSN = range.next
+        state.lastBatchCRC = header.batchCRC
+        state.stats.batchesAppended += 1
+        state.stats.recordsAppended += UInt64(batch.recordCount)
+        state.stats.uncompressedBytesAppended += UInt64(batch.uncompressedLength)
+        state.stats.storedBytesAppended += UInt64(batch.byteCount)
+        return range
+    }
+
+    // MARK: - Syncing and closing
+
+    /// Makes everything appended so far durable (one fdatasync, shared with concurrent callers).
+    public func sync() throws(LogError) {
+        let done = BlockingResult<Void>()
+        lock.lock()
+        if let failure = state.failure {
+            lock.unlock()
+            throw Self.stopped(by: failure)
+        }
+        let target = state.nextLSN.predecessor
+        if target <= state.syncedLSN {
+            lock.unlock()
+            return
+        }
+        state.syncWaiters.append(
+            Waiter(range: LSNRange(first: target, last: target)) { result in done.set(result.map { _ in () }) })
+        lock.unlock()
+        lock.broadcast()
+        try done.wait()
+    }
+
+    /// Stops accepting appends, writes and syncs what was accepted, and stops the I/O thread.
+    /// Idempotent. Reading stays possible.
+    public func close() throws(LogError) {
+        lock.lock()
+        state.closing = true
+        lock.unlock()
+        lock.broadcast()
+        if let thread = lock.withLock({ () -> pthread_t? in
+            let t = ioThread
+            ioThread = nil
+            return t
+        }) {
+            pthread_join(thread, nil)
+        }
+        let tails = lock.withLock { () -> [@Sendable () -> Void] in
+            let waiters = Array(state.tailWaiters.values)
+            state.tailWaiters.removeAll()
+            return waiters
+        }
+        tails.forEach { $0() }
+        if let failure = lock.withLock({ state.failure }) { throw Self.stopped(by: failure) }
+    }
+
+    /// The error to throw once the log has stopped.
+    static func stopped(by failure: LogError) -> LogError {
+        switch failure {
+        case .syncFailed, .writeFailed, .outOfSpace, .closed: failure
+        default: .failed(underlying: failure.description)
+        }
+    }
+
+    // MARK: - Positions
+
+    /// LSN the next appended record will get.
+    public var nextLSN: LSN { lock.withLock { state.nextLSN } }
+    /// Last LSN written to the OS: what readers see.
+    public var writtenLSN: LSN { lock.withLock { state.writtenLSN } }
+    /// Last LSN on stable storage.
+    public var durableLSN: LSN { lock.withLock { state.syncedLSN } }
+    /// Oldest LSN still in the log (after retention); `nextLSN` when the log is empty.
+    public var firstLSN: LSN { lock.withLock { state.segments.first?.baseLSN ?? state.nextLSN } }
+    /// Epoch stamped on new batches.
+    public var epoch: Epoch { lock.withLock { state.epoch } }
+    /// The failure that stopped the log, if any.
+    public var failure: LogError? { lock.withLock { state.failure } }
+    /// Counters since the log was opened.
+    public var statistics: LogStatistics { lock.withLock { state.stats } }
+
+    /// The segments, oldest first.
+    public var segments: [SegmentInfo] {
+        lock.withLock {
+            state.segments.map {
+                SegmentInfo(
+                    fileName: $0.file.fileName, baseLSN: $0.baseLSN, lastLSN: $0.lastLSN, isSealed: $0.isSealed,
+                    dataBytes: $0.dataEnd - Int64(SegmentHeader.byteCount), lastTimestamp: $0.lastTimestamp)
+            }
+        }
+    }
+}
+
+/// Counters of one open log.
+public struct LogStatistics: Sendable, Hashable {
+    public var batchesAppended: UInt64 = 0
+    public var recordsAppended: UInt64 = 0
+    public var uncompressedBytesAppended: UInt64 = 0
+    public var storedBytesAppended: UInt64 = 0
+    /// pwrite calls and fdatasync calls the I/O thread made (group commit shares them).
+    public var writeCalls: UInt64 = 0
+    public var syncCalls: UInt64 = 0
+    public var segmentsCreated: UInt64 = 0
+}
+
+/// A result one thread waits for and another sets.
+final class BlockingResult<Value: Sendable>: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var result: Result<Value, LogError>?
+
+    func set(_ value: Result<Value, LogError>) {
+        lock.withLock { result = value }
+        lock.broadcast()
+    }
+
+    func wait() throws(LogError) -> Value {
+        lock.lock()
+        while result == nil { lock.wait() }
+        let value = result!
+        lock.unlock()
+        return try value.get()
+    }
+}

@@ -1,0 +1,3 @@
+import Testing
+@testable import shiplog
+@Test func probe() { #expect(Bool(true)) }
