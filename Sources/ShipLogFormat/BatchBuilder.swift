@@ -28,10 +28,9 @@ public struct BatchBuilder: Sendable {
             throw .recordTooLarge(byteCount: record.count, limit: FormatLimits.recordBytesMax)
         }
         guard canAppend(byteCount: record.count) else { throw .batchFull }
-        let start = block.count
-        block.append(contentsOf: repeatElement(0, count: Varint.maxBytes))
-        let prefix = block.withUnsafeMutableBytes { Varint.write(UInt32(record.count), to: $0.baseAddress! + start) }
-        block.removeLast(Varint.maxBytes - prefix)
+        var prefix: UInt64 = 0
+        let prefixLength = withUnsafeMutableBytes(of: &prefix) { Varint.write(UInt32(record.count), to: $0.baseAddress!) }
+        withUnsafeBytes(of: &prefix) { block.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<prefixLength])) }
         block.append(contentsOf: record)
         recordCount += 1
     }
@@ -71,7 +70,7 @@ public struct BatchBuilder: Sendable {
         let headerSize = BatchHeader.byteCount
         let bound = codec == .lz4 ? LZ4.compressBound(block.count) : block.count
         var chosen = CompressionCodec.none
-        var bytes = [UInt8](unsafeUninitializedCapacity: headerSize + max(bound, block.count)) { buffer, count in
+        let bytes = [UInt8](unsafeUninitializedCapacity: headerSize + max(bound, block.count)) { buffer, count in
             let out = UnsafeMutableRawBufferPointer(buffer)
             block.withUnsafeBytes { source in
                 if codec == .lz4,
@@ -88,7 +87,6 @@ public struct BatchBuilder: Sendable {
             UnsafeMutableRawBufferPointer(rebasing: out[0..<headerSize]).initializeMemory(as: UInt8.self, repeating: 0)
         }
         let payloadCRC = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[headerSize...])) }
-        if bytes.capacity - bytes.count > 4096 { bytes = Array(bytes) }  // give back LZ4's worst-case slack
         return EncodedBatch(
             bytes: bytes, codec: chosen, recordCount: recordCount, uncompressedLength: UInt32(block.count),
             payloadCRC: payloadCRC)

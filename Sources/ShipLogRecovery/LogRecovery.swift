@@ -15,6 +15,12 @@ public enum LogRecovery {
         try options.validate()
         var report = RecoveryReport()
         try prepareDirectory(directory, fileSystem: fileSystem, report: &report)
+        let directoryLock: (any FileLock)?
+        do {
+            directoryLock = try fileSystem.lockFile(at: directory.appending(Log.lockFileName))
+        } catch {
+            throw .locked(directory: directory.string, error)
+        }
         let names = try segmentFileNames(in: directory, fileSystem: fileSystem, report: &report)
         report.segmentCount = names.count
         var segments: [RecoveredSegment] = []
@@ -33,7 +39,7 @@ public enum LogRecovery {
         report.lastLSN = segments.last.map { $0.lastLSN }.flatMap { $0 == .zero ? nil : $0 }
         let log = try Log(
             directory: directory, fileSystem: fileSystem, options: options,
-            recovered: RecoveredLog(segments: segments, epoch: options.epoch))
+            recovered: RecoveredLog(segments: segments, epoch: options.epoch), directoryLock: directoryLock)
         report.duration = ContinuousClock.now - started
         return (log, report)
     }
@@ -57,6 +63,7 @@ public enum LogRecovery {
         do { entries = try fileSystem.contentsOfDirectory(at: directory) } catch { throw .io(error) }
         var segments: [(LSN, String)] = []
         for name in entries {
+            if name == Log.lockFileName { continue }
             if let base = SegmentName.baseLSN(fromFileName: name) {
                 segments.append((base, name))
             } else if name.hasSuffix("." + SegmentName.fileExtension + SegmentName.temporarySuffix) {

@@ -14,7 +14,7 @@ func errorName(_ code: Int32) -> String {
     let names: [Int32: String] = [
         EIO: "EIO", ENOSPC: "ENOSPC", EDQUOT: "EDQUOT", ENOENT: "ENOENT", EEXIST: "EEXIST", EACCES: "EACCES",
         EROFS: "EROFS", EBADF: "EBADF", EINVAL: "EINVAL", EOPNOTSUPP: "EOPNOTSUPP", ENOSYS: "ENOSYS",
-        EISDIR: "EISDIR", ENOTDIR: "ENOTDIR", EPERM: "EPERM", EMFILE: "EMFILE",
+        EISDIR: "EISDIR", ENOTDIR: "ENOTDIR", EPERM: "EPERM", EMFILE: "EMFILE", EWOULDBLOCK: "EWOULDBLOCK",
     ]
     let message = String(cString: strerror(code))
     return "\(names[code] ?? "errno \(code)") (\(message))"

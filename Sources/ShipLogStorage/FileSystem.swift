@@ -80,7 +80,7 @@ public struct FilePath: Hashable, Sendable, CustomStringConvertible, Expressible
 /// A failed file operation: which one, on which path, and the errno it returned.
 public struct FileSystemError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Operation: String, Sendable, Hashable {
-        case open, read, write, sync, preallocate, truncate, stat, close
+        case open, read, write, sync, preallocate, truncate, stat, close, lock
         case listDirectory = "list directory"
         case createDirectory = "create directory"
         case rename, remove
@@ -130,5 +130,18 @@ extension FileHandle {
             Result { () throws(FileSystemError) in try write(raw, toAbsoluteOffset: offset) }
         }
         try result.get()
+    }
+}
+
+/// An exclusive lock held on a file while the object lives (the writer's `LOCK` file).
+public protocol FileLock: AnyObject, Sendable {}
+
+extension FileSystem {
+    /// Takes an exclusive, non-blocking lock on `path` (creating it), held until the returned
+    /// object is released; `nil` where the file system has no locks (in-memory simulations).
+    /// Throws EWOULDBLOCK when another process holds it.
+    public func lockFile(at path: FilePath) throws(FileSystemError) -> (any FileLock)? {
+        guard let posix = self as? PosixFileSystem else { return nil }
+        return try posix.exclusiveLock(at: path)
     }
 }

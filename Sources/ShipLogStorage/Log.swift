@@ -12,6 +12,9 @@ public import ShipLogFormat
 /// Open a log with `Log.open(directory:)` from ShipLogRecovery (or `import ShipLog`), which
 /// checks and repairs what a crash left behind first.
 public final class Log: @unchecked Sendable {
+    /// Name of the lock file that keeps a second writer out of a log directory.
+    public static let lockFileName = "LOCK"
+
     // @unchecked: every mutable field is in `state`, guarded by `lock`.
     public let directory: FilePath
     public let options: LogOptions
@@ -20,6 +23,8 @@ public final class Log: @unchecked Sendable {
     var state: State
     /// Guarded by `lock`; joined by close().
     var ioThread: pthread_t?
+    /// The directory's `LOCK` file, held while the log is open for writing.
+    private let directoryLock: (any FileLock)?
 
     struct State {
         var segments: [SegmentEntry]
@@ -47,9 +52,11 @@ public final class Log: @unchecked Sendable {
     }
 
     package init(
-        directory: FilePath, fileSystem: any FileSystem, options: LogOptions, recovered: RecoveredLog
+        directory: FilePath, fileSystem: any FileSystem, options: LogOptions, recovered: RecoveredLog,
+        directoryLock: (any FileLock)?
     ) throws(LogError) {
         try options.validate()
+        self.directoryLock = directoryLock
         self.directory = directory
         self.fileSystem = fileSystem
         self.options = options

@@ -78,6 +78,8 @@ public enum LogError: Error, Sendable, CustomStringConvertible {
     case invalidOption(String)
     case invalidArgument(String)
     case io(FileSystemError)
+    /// Another process has the log open for writing.
+    case locked(directory: String, FileSystemError)
 
     public var description: String {
         switch self {
@@ -92,6 +94,7 @@ public enum LogError: Error, Sendable, CustomStringConvertible {
         case .invalidOption(let why): "invalid option: \(why)"
         case .invalidArgument(let why): "invalid argument: \(why)"
         case .io(let e): "\(e)"
+        case .locked(let directory, let e): "log \(directory) is open for writing by another process (\(e))"
         }
     }
 }

@@ -141,3 +141,23 @@ func retryingEINTR(_ call: () -> Int32) -> Int32 {
         if result >= 0 || errno != EINTR { return result }
     }
 }
+
+extension PosixFileSystem {
+    /// flock(LOCK_EX | LOCK_NB) on `path`, created if missing.
+    func exclusiveLock(at path: FilePath) throws(FileSystemError) -> any FileLock {
+        let fd = retryingEINTR { open(path.string, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+        guard fd >= 0 else { throw FileSystemError(operation: .open, path: path, errno: errno) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw FileSystemError(operation: .lock, path: path, errno: code)
+        }
+        return PosixFileLock(descriptor: fd)
+    }
+}
+
+final class PosixFileLock: FileLock {
+    let descriptor: Int32
+    init(descriptor: Int32) { self.descriptor = descriptor }
+    deinit { Glibc.close(descriptor) }
+}

@@ -1,4 +1,5 @@
 public import ShipLogFormat
+import CShipLogSupport
 
 /// Reads a segment's batches in order and says exactly where and why valid data ends.
 ///
@@ -8,6 +9,9 @@ public import ShipLogFormat
 public struct SegmentScanner {
     /// Sector size that torn writes are assumed to respect.
     public static let sectorBytes: Int64 = 512
+    /// A damaged extent ending in at least this many zero bytes looks like a write that stopped
+    /// part-way (a partial header or payload), in bytes.
+    public static let tornSuffixBytes: Int64 = 8
     /// Read size while scanning, in bytes.
     public static let readChunkBytes = 1 << 20
 
@@ -40,8 +44,9 @@ public struct SegmentScanner {
         /// LSN the bad batch should have started at.
         public var expectedLSN: LSN
         public var reason: String
-        /// The damage looks like a write that did not complete: the file ends inside it, or a
-        /// sector it covers is still all zero. Bit rot in fully written data does not.
+        /// The damage looks like a write that did not complete: the file ends inside it, its
+        /// extent ends in zeros, or a sector it covers is still all zero. Bit rot in fully
+        /// written data does not.
         public var tornWriteSignature: Bool
         /// A later valid batch whose `syncedThrough` says the damaged LSN had been made durable:
         /// then the damage is corruption of synced data, never a torn tail.
@@ -197,7 +202,18 @@ public struct SegmentScanner {
     ) throws(LogError) -> Damage {
         let fileSize = reader.fileSize
         let regionEnd = offset + (extent ?? Int64(BatchHeader.byteCount))
+        // A write that stopped part-way leaves the rest of its extent as it was: zeros.
         var torn = regionEnd > fileSize
+        if !torn {
+            let suffix = min(Self.tornSuffixBytes, regionEnd - offset)
+            torn = try reader.bytes(at: regionEnd - suffix, count: Int(suffix)).allSatisfy { $0 == 0 }
+        }
+        if !torn && extent == nil {
+            // The header is unreadable, so its batch's extent is unknown: did the write stop
+            // inside the header or right after it?
+            let after = min(Self.tornSuffixBytes, fileSize - regionEnd)
+            torn = try reader.bytes(at: regionEnd, count: Int(after)).allSatisfy { $0 == 0 }
+        }
         if !torn {
             var sectorStart = offset - offset % Self.sectorBytes
             while sectorStart < regionEnd && !torn {
@@ -263,16 +279,7 @@ struct ChunkedFileReader {
         while position < fileSize {
             let chunk = try bytes(at: position, count: chunkBytes)
             if chunk.isEmpty { return true }
-            let allZero = chunk.withUnsafeBytes { raw -> Bool in
-                var i = 0
-                let words = raw.count / 8
-                while i < words {
-                    if raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != 0 { return false }
-                    i += 1
-                }
-                for j in (words * 8)..<raw.count where raw[j] != 0 { return false }
-                return true
-            }
+            let allZero = chunk.withUnsafeBytes { shiplog_first_nonzero($0.baseAddress, $0.count) == $0.count }
             if !allZero { return false }
             position += Int64(chunk.count)
         }
@@ -286,12 +293,10 @@ struct ChunkedFileReader {
             let chunk = try bytes(at: position, count: chunkBytes)
             if chunk.count < 4 { return nil }
             let hit = chunk.withUnsafeBytes { raw -> Int? in
-                var i = 0
-                while i + 4 <= raw.count {
-                    if raw.loadUnaligned(fromByteOffset: i, as: UInt32.self) == magic.littleEndian { return i }
-                    i += 1
+                withUnsafeBytes(of: magic.littleEndian) { needle in
+                    let found = shiplog_find4(raw.baseAddress, raw.count, needle.baseAddress)
+                    return found < raw.count ? found : nil
                 }
-                return nil
             }
             if let hit { return position + Int64(hit) }
             position += Int64(chunk.count - 3)

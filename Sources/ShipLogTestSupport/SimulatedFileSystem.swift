@@ -411,7 +411,7 @@ public final class SimulatedFileHandle: FileHandle {
     public func close() {
         fileSystem.state.withLock { state in
             guard state.generation == generation else { return }
-            if let info = state.handles.removeValue(forKey: id), state.isUnlinkedAndClosed(info.node) {
+            if let info = state.handles.removeValue(forKey: id), state.hasNoOpenHandles(info.node) {
                 state.collectGarbage()
             }
         }
@@ -922,8 +922,8 @@ struct SimState: Sendable {
 
     // MARK: Garbage
 
-    /// Whether no open handle names `node` (its storage may then be collectable).
-    func isUnlinkedAndClosed(_ node: Int) -> Bool {
+    /// Whether no open handle names `node` (if it is also unlinked, it can be collected).
+    func hasNoOpenHandles(_ node: Int) -> Bool {
         !handles.values.contains { $0.node == node }
     }
 

@@ -239,11 +239,17 @@ struct CommandSpec: Hashable, Sendable {
             return nil
         case .unsignedInteger(let range):
             guard let number = parseUnsigned(value) else { return "expected an unsigned integer" }
-            if let range, !range.contains(number) { return "expected \(range.lowerBound) to \(range.upperBound)" }
+            if let range, !range.contains(number) {
+                return range.upperBound == .max ? "expected at least \(range.lowerBound)" : "expected \(range.lowerBound) to \(range.upperBound)"
+            }
             return nil
         case .integer(let range):
             guard let number = parseSigned(value) else { return "expected an integer" }
-            if let range, !range.contains(number) { return "expected \(range.lowerBound) to \(range.upperBound)" }
+            if let range, !range.contains(number) {
+                return range.upperBound == .max ? "expected at least \(range.lowerBound)"
+                    : range.lowerBound == .min ? "expected at most \(range.upperBound)"
+                    : "expected \(range.lowerBound) to \(range.upperBound)"
+            }
             return nil
         case .number(let range):
             guard let number = parseNumber(value) else { return "expected a number" }
@@ -296,7 +302,8 @@ struct CommandSpec: Hashable, Sendable {
     }
 
     static func twoColumns(_ rows: [(String, String)]) -> String {
-        let width = min(rows.map(\.0.count).max() ?? 0, 32)
+        // Left cells longer than 32 characters get a line of their own.
+        let width = rows.map(\.0.count).filter { $0 <= 32 }.max() ?? 0
         var text = ""
         for (left, right) in rows {
             if left.count > width {

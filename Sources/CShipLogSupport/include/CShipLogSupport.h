@@ -38,3 +38,15 @@ int shiplog_o_direct_flag(void);
 #endif
 
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Index of the first non-zero byte in `data[0..<length]`, or `length` when all are zero.
+size_t shiplog_first_nonzero(const void *data, size_t length);
+
+/// Index of the first occurrence of the 4 bytes at `needle` in `data[0..<length]`, or `length`.
+size_t shiplog_find4(const void *data, size_t length, const void *needle);
+#ifdef __cplusplus
+}
+#endif
