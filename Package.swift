@@ -44,7 +44,7 @@ let package = Package(
 
         .testTarget(name: "ShipLogFormatTests", dependencies: ["ShipLogFormat"]),
         .testTarget(name: "ShipLogStorageTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
-        .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog"]),
+        .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog"]),
     ],
     swiftLanguageModes: [.v6]
 )

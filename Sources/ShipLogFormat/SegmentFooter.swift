@@ -96,12 +96,24 @@ public struct SegmentFooter: Hashable, Sendable {
         guard fixedByteCount + 8 * entryCount + trailerByteCount == bytes.count else {
             throw .footerInconsistent("entry count \(entryCount) does not match footer length \(bytes.count)")
         }
+        let trailerLength: UInt32 = bytes.readLittleEndian(at: bytes.count - trailerByteCount)
+        let trailer: UInt32 = bytes.readLittleEndian(at: bytes.count - 4)
+        guard Int(trailerLength) == bytes.count, trailer == trailerMagic else {
+            throw .footerInconsistent("trailer says \(trailerLength) bytes, footer has \(bytes.count)")
+        }
+        let lastLSN = LSN(bytes.readLittleEndian(at: 16))
+        guard lastLSN >= baseLSN else {
+            throw .footerInconsistent("last LSN \(lastLSN) before base LSN \(baseLSN)")
+        }
         var index: [SegmentIndexEntry] = []
         index.reserveCapacity(entryCount)
         var offset = fixedByteCount
         for _ in 0..<entryCount {
             let delta: UInt32 = bytes.readLittleEndian(at: offset)
             let position: UInt32 = bytes.readLittleEndian(at: offset + 4)
+            guard UInt64(delta) <= lastLSN.rawValue - baseLSN.rawValue else {
+                throw .footerInconsistent("index entry \(index.count) points past the last LSN")
+            }
             let entry = SegmentIndexEntry(lsn: baseLSN.advanced(by: UInt64(delta)), position: Int64(position))
             if let last = index.last, !(last.lsn < entry.lsn && last.position < entry.position) {
                 throw .footerInconsistent("index entries not ascending at entry \(index.count)")

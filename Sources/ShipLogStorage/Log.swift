@@ -23,8 +23,8 @@ public final class Log: @unchecked Sendable {
     var state: State
     /// Guarded by `lock`; joined by close().
     var ioThread: pthread_t?
-    /// The directory's `LOCK` file, held while the log is open for writing.
-    private let directoryLock: (any FileLock)?
+    /// The directory's `LOCK` file, held until close(). Guarded by `lock`.
+    private var directoryLock: (any FileLock)?
 
     struct State {
         var segments: [SegmentEntry]
@@ -179,6 +179,8 @@ public final class Log: @unchecked Sendable {
         if let current = state.assigned, current.batchCount > 0,
             current.end + Int64(batch.byteCount) + footerReserve + 8 * Int64(current.index.count + 1)
                 > options.segmentBytesMax
+                // Index entries store LSNs as 32-bit offsets from the segment's base.
+                || baseLSN.rawValue - current.baseLSN.rawValue + UInt64(batch.recordCount) > UInt64(UInt32.max)
         {
             state.pending.append(.seal(baseLSN: current.baseLSN, footer: current.footer))
             state.assigned = nil
@@ -267,6 +269,7 @@ public final class Log: @unchecked Sendable {
         let tails = lock.withLock { () -> [@Sendable () -> Void] in
             let waiters = Array(state.tailWaiters.values)
             state.tailWaiters.removeAll()
+            directoryLock = nil  // another process may open the log for writing now
             return waiters
         }
         tails.forEach { $0() }

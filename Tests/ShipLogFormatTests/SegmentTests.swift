@@ -292,28 +292,21 @@ struct SegmentFooterTests {
     }
 
     /// A segment header with a valid CRC may carry a base LSN near UInt64.max; the footer's
-    /// lsnDelta added to it must be rejected as inconsistent, not overflow. Today
-    /// `SegmentFooter.decode` computes `baseLSN.advanced(by: delta)` before any check and traps
-    /// (see the report). Run in a child process so the trap cannot take the test run down.
+    /// lsnDelta added to it must be rejected as inconsistent, not overflow. Run in a child process
+    /// so that a trap cannot take the test run down.
     @Test func indexDeltaOverflowingBaseLSNIsRejectedNotATrap() async {
-        await withKnownIssue("SegmentFooter.decode traps on baseLSN + lsnDelta overflow") {
-            await #expect(processExitsWith: .success) {
-                let bytes = SegmentFooterTests.forge(lastLSN: .max, entries: [(0, 64), (5, 1000)])
-                _ = try? SegmentFooterTests.decode(bytes, baseLSN: LSN(.max - 1))
-            }
+        await #expect(processExitsWith: .success) {
+            let bytes = SegmentFooterTests.forge(lastLSN: .max, entries: [(0, 64), (5, 1000)])
+            _ = try? SegmentFooterTests.decode(bytes, baseLSN: LSN(.max - 1))
         }
     }
 
-    /// The footerLength field inside the footer is covered by footerCRC but `decode` does not
-    /// compare it (nor trailerMagic) with the bytes it was given. Readers locate the footer
-    /// through `footerLength(fromTrailer:)` first, so this only matters for hostile input with
-    /// a valid CRC. See the report: SegmentFooter.decode should check both.
+    /// The footerLength and trailerMagic inside the footer are covered by footerCRC; `decode`
+    /// must compare both with the bytes it was given, even with a valid CRC.
     @Test func footerLengthFieldDisagreeingWithTheFooterIsInconsistent() {
-        withKnownIssue("SegmentFooter.decode does not check the trailer's footerLength and magic") {
-            let wrongLength = Self.forge(footerLength: 72 + 8)
-            #expect(segmentDefect { _ = try Self.decode(wrongLength) } != nil)
-            let wrongMagic = Self.forge(trailerMagic: "XXXX")
-            #expect(segmentDefect { _ = try Self.decode(wrongMagic) } != nil)
-        }
+        let wrongLength = Self.forge(footerLength: 64 + 8)  // the footer holds 2 entries: 80 bytes
+        #expect(segmentDefect { _ = try Self.decode(wrongLength) } != nil)
+        let wrongMagic = Self.forge(trailerMagic: "XXXX")
+        #expect(segmentDefect { _ = try Self.decode(wrongMagic) } != nil)
     }
 }

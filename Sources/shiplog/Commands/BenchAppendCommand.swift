@@ -127,13 +127,13 @@ struct BenchAppendCommand {
         let start = MonotonicClock.now()
         while MonotonicClock.elapsed(since: start) < budget {
             builder.removeAll()
-            while builder.uncompressedByteCount < Self.batchBytes {
-                let record = pool.records[next]
-                try pool.storage.withUnsafeBytes { raw in
+            try pool.storage.withUnsafeBytes { raw in
+                while builder.uncompressedByteCount < Self.batchBytes {
+                    let record = pool.records[next]
                     try builder.append(UnsafeRawBufferPointer(rebasing: raw[record]))
+                    logicalBytes += UInt64(record.count)
+                    next = next + 1 == pool.records.count ? 0 : next + 1
                 }
-                logicalBytes += UInt64(record.count)
-                next = next + 1 == pool.records.count ? 0 : next + 1
             }
             phase.records += UInt64(builder.recordCount)
             try log.submit(builder.encode(codec: .lz4), durability: .buffered) { _ in }
