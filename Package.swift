@@ -44,6 +44,7 @@ let package = Package(
 
         .testTarget(name: "ShipLogFormatTests", dependencies: ["ShipLogFormat"]),
         .testTarget(name: "ShipLogStorageTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
+        .testTarget(name: "ShipLogRecoveryTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog"]),
     ],
     swiftLanguageModes: [.v6]
