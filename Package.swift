@@ -34,7 +34,7 @@ let package = Package(
         // Layer 2: segments, writer with group commit, reader, tailer, retention.
         .target(name: "ShipLogStorage", dependencies: ["ShipLogFormat", "CShipLogSupport"], swiftSettings: strict),
         // Layer 3: opening a log after any shutdown, clean or not.
-        .target(name: "ShipLogRecovery", dependencies: ["ShipLogStorage"], swiftSettings: strict),
+        .target(name: "ShipLogRecovery", dependencies: ["ShipLogStorage", "CShipLogSupport"], swiftSettings: strict),
         // Umbrella for embedders.
         .target(name: "ShipLog", dependencies: ["ShipLogFormat", "ShipLogStorage", "ShipLogRecovery"], swiftSettings: strict),
         // The command-line tool.

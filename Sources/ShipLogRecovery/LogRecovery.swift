@@ -1,36 +1,44 @@
 import ShipLogFormat
 public import ShipLogStorage
 
-/// Opens a log after any shutdown, clean or not. See docs/RECOVERY.md.
+/// How recovery treats damage that a crash cannot explain. See docs/RECOVERY.md.
+public enum RecoveryMode: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// A torn tail is truncated (its bytes saved to quarantine first); any other damage refuses
+    /// the open with an error naming file, offset and LSN range. The default.
+    case strict
+    /// Cuts the log at the first damage and moves everything after it into `quarantine/`
+    /// beside the log. Never deletes. For when a replica is not there to repair from.
+    case salvage
+
+    public var description: String { rawValue }
+}
+
+/// Opens a log after any shutdown, clean or not, following docs/RECOVERY.md.
 ///
 /// Sealed segments are trusted through their checked footers; only the last segment, the one
-/// that could hold unsynced writes, is scanned. A torn tail there is truncated and reported;
-/// anything else that is wrong stops the open with an error naming file, offset and LSN range.
+/// that could hold unsynced writes, is scanned. A torn tail there is truncated and reported.
+/// What a crash cannot produce is refused (strict) or cut and quarantined (salvage).
 public enum LogRecovery {
     /// Opens (creating when missing) the log in `directory`.
     public static func open(
-        directory: FilePath, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem()
+        directory: FilePath, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem(),
+        mode: RecoveryMode = .strict
     ) throws(LogError) -> (log: Log, report: RecoveryReport) {
         let started = ContinuousClock.now
         try options.validate()
         var report = RecoveryReport()
-        try prepareDirectory(directory, fileSystem: fileSystem, report: &report)
+        report.mode = mode
+        try prepareDirectory(directory, fileSystem: fileSystem)
         let directoryLock: (any FileLock)?
         do {
             directoryLock = try fileSystem.lockFile(at: directory.appending(Log.lockFileName))
         } catch {
             throw .locked(directory: directory.string, error)
         }
-        let names = try segmentFileNames(in: directory, fileSystem: fileSystem, report: &report)
-        report.segmentCount = names.count
-        var segments: [RecoveredSegment] = []
-        for (position, name) in names.enumerated() {
-            let isLast = position == names.count - 1
-            let segment = try recoverSegment(
-                at: directory.appending(name), isLast: isLast, previous: segments.last, options: options,
-                fileSystem: fileSystem, report: &report)
-            segments.append(segment)
-        }
+        var recovery = Recovery(
+            directory: directory, fileSystem: fileSystem, options: options, mode: mode, report: report)
+        let segments = try recovery.run()
+        report = recovery.report
         if let last = segments.last, last.footer == nil {
             // What was read back is on disk from now on, so new batches may claim it synced.
             do { try last.file.handle.synchronizeData() } catch { throw .syncFailed(error) }
@@ -44,9 +52,7 @@ public enum LogRecovery {
         return (log, report)
     }
 
-    private static func prepareDirectory(
-        _ directory: FilePath, fileSystem: any FileSystem, report: inout RecoveryReport
-    ) throws(LogError) {
+    private static func prepareDirectory(_ directory: FilePath, fileSystem: any FileSystem) throws(LogError) {
         do {
             if !fileSystem.fileExists(at: directory) {
                 try fileSystem.createDirectory(at: directory)
@@ -54,109 +60,230 @@ public enum LogRecovery {
             }
         } catch { throw .io(error) }
     }
+}
+
+extension Log {
+    /// Opens (creating when missing) the log in `directory`, recovering from any crash first
+    /// in strict mode. ``LogRecovery/open(directory:options:fileSystem:mode:)`` also returns
+    /// the report of what was done.
+    public static func open(
+        directory: FilePath, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem()
+    ) throws(LogError) -> Log {
+        try LogRecovery.open(directory: directory, options: options, fileSystem: fileSystem).log
+    }
+}
+
+/// One run of recovery over a directory: the decision table of docs/RECOVERY.md, row by row.
+struct Recovery {
+    let directory: FilePath
+    let fileSystem: any FileSystem
+    let options: LogOptions
+    let mode: RecoveryMode
+    var report: RecoveryReport
+
+    /// Checks every segment in LSN order and returns what the log continues from.
+    mutating func run() throws(LogError) -> [RecoveredSegment] {
+        let names = try segmentFileNames()
+        report.segmentCount = names.count
+        var segments: [RecoveredSegment] = []
+        for (position, name) in names.enumerated() {
+            let isLast = position == names.count - 1
+            switch try recoverSegment(named: name, isLast: isLast, previous: segments.last) {
+            case .keep(let segment):
+                segments.append(segment)
+            case .cut(let segment, let damage):
+                // Salvage: keep the segment up to the damage; everything later goes to quarantine.
+                segments.append(segment)
+                try quarantine(segmentsNamed: Array(names[(position + 1)...]), because: damage)
+                return segments
+            case .drop(let damage):
+                try quarantine(segmentsNamed: Array(names[position...]), because: damage)
+                return segments
+            }
+        }
+        return segments
+    }
+
+    /// What to do with one segment.
+    enum Decision {
+        case keep(RecoveredSegment)
+        /// Salvage cut this segment at damage; later segments must go.
+        case cut(RecoveredSegment, reason: String)
+        /// Salvage: this segment and every later one go to quarantine.
+        case drop(reason: String)
+    }
 
     /// Segment file names in LSN order; removes leftover temporary files.
-    private static func segmentFileNames(
-        in directory: FilePath, fileSystem: any FileSystem, report: inout RecoveryReport
-    ) throws(LogError) -> [String] {
+    private mutating func segmentFileNames() throws(LogError) -> [String] {
         let entries: [String]
         do { entries = try fileSystem.contentsOfDirectory(at: directory) } catch { throw .io(error) }
         var segments: [(LSN, String)] = []
+        var removed = false
         for name in entries {
-            if name == Log.lockFileName { continue }
+            if name == Log.lockFileName || name == Quarantine.directoryName { continue }
             if let base = SegmentName.baseLSN(fromFileName: name) {
                 segments.append((base, name))
             } else if name.hasSuffix("." + SegmentName.fileExtension + SegmentName.temporarySuffix) {
+                // An interrupted segment creation: the segment never held a batch.
                 do { try fileSystem.removeFile(at: directory.appending(name)) } catch { throw .io(error) }
                 report.removedTemporaryFiles.append(name)
+                removed = true
             } else {
                 report.unrecognizedFiles.append(name)
             }
         }
-        if !report.removedTemporaryFiles.isEmpty {
+        if removed {
             do { try fileSystem.syncDirectory(at: directory) } catch { throw .io(error) }
         }
         return segments.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
-    private static func recoverSegment(
-        at path: FilePath, isLast: Bool, previous: RecoveredSegment?, options: LogOptions,
-        fileSystem: any FileSystem, report: inout RecoveryReport
-    ) throws(LogError) -> RecoveredSegment {
-        let file = try SegmentFile.open(at: path, fileSystem: fileSystem, writable: isLast)
-        try checkContinuity(file, after: previous)
-        if let footer = try file.readFooter() {
+    private mutating func recoverSegment(
+        named name: String, isLast: Bool, previous: RecoveredSegment?
+    ) throws(LogError) -> Decision {
+        let path = directory.appending(name)
+        let file: SegmentFile
+        do {
+            file = try SegmentFile.open(at: path, fileSystem: fileSystem, writable: true)
+        } catch {
+            // Segments are created under a temporary name and renamed once their header is
+            // synced, so a bad header under a segment's name is damage, not a crash.
+            return try refuseOrDrop(error, reason: "unreadable segment header in \(name)")
+        }
+        if let problem = Self.continuityProblem(file, after: previous) {
+            return try refuseOrDrop(problem, reason: "\(name) does not continue the log")
+        }
+        let footer: SegmentFooter?
+        do { footer = try file.readFooter() } catch { footer = nil }  // a damaged footer is rebuilt below
+        if let footer, footer.lastLSN >= file.baseLSN {
             report.segmentsOpenedByFooter += 1
-            return RecoveredSegment(
-                file: file, batchCount: footer.batchCount, lastLSN: footer.lastLSN, lastBatchCRC: footer.lastBatchCRC,
-                lastEpoch: footer.lastEpoch, lastTimestamp: footer.lastTimestamp, dataEnd: Int64(footer.dataEnd),
-                index: footer.index, footer: footer)
+            return .keep(
+                RecoveredSegment(
+                    file: file, batchCount: footer.batchCount, lastLSN: footer.lastLSN,
+                    lastBatchCRC: footer.lastBatchCRC, lastEpoch: footer.lastEpoch,
+                    lastTimestamp: footer.lastTimestamp, dataEnd: Int64(footer.dataEnd), index: footer.index,
+                    footer: footer))
         }
-        guard isLast else {
-            throw LogError.corruption(
-                file: file.fileName, offset: 0, lsnRange: "\(file.baseLSN)...",
-                reason: "a segment before the last has no valid footer (it was sealed before the next was created)")
-        }
+        return try scanSegment(file, isLast: isLast)
+    }
+
+    /// Scans a segment that has no trustworthy footer: the active one, or a sealed one whose
+    /// footer is damaged or missing.
+    private mutating func scanSegment(_ file: SegmentFile, isLast: Bool) throws(LogError) -> Decision {
         let scan = try SegmentScanner(file: file, indexIntervalBytes: options.indexIntervalBytes).scan()
         report.segmentsScanned += 1
         report.bytesScanned += scan.storedBytes
-        var footer: SegmentFooter?
+        var segment = RecoveredSegment(
+            file: file, batchCount: UInt32(scan.batchCount), lastLSN: scan.lastLSN, lastBatchCRC: scan.lastBatchCRC,
+            lastEpoch: scan.lastEpoch, lastTimestamp: scan.lastTimestamp, dataEnd: scan.dataEnd, index: scan.index,
+            footer: nil)
         switch scan.ending {
-        case .endOfFile, .zeroFill:
-            break
         case .footer(let found):
             // Crash between writing the footer and trimming the file: finish the seal.
             try finishSeal(file, footer: found)
             report.sealsCompleted.append(file.fileName)
-            footer = found
+            segment.footer = found
+            return .keep(segment)
+        case .damagedFooter where isLast, .endOfFile where isLast, .zeroFill where isLast:
+            // A torn or damaged footer of the last segment: its batches all checked out, so the
+            // segment simply stays active (the next roll seals it again).
+            if case .damagedFooter(let offset) = scan.ending {
+                let reason = "damaged footer of the last segment; its batches verify and it stays active"
+                try saveAndTruncate(file, at: offset, reason: reason)
+                report.truncations.append(
+                    RecoveryReport.Truncation(
+                        file: file.fileName, offset: offset, bytesDropped: scan.dataEnd, unsyncedBatchesDropped: 0,
+                        reason: reason))
+            }
+            return .keep(segment)
+        case .endOfFile, .zeroFill, .damagedFooter:
+            // A sealed segment whose footer is gone or damaged, while every batch checks out:
+            // the footer is derived data, so write it again.
+            guard scan.batchCount > 0 else {
+                return try refuseOrCut(
+                    segment, at: scan.dataEnd,
+                    LogError.corruption(
+                        file: file.fileName, offset: scan.dataEnd, lsnRange: "\(file.baseLSN)...",
+                        reason: "a segment before the last holds no batch"))
+            }
+            segment.footer = try rebuildFooter(file, scan: scan)
+            report.footersRebuilt.append(file.fileName)
+            return .keep(segment)
         case .damage(let damage):
-            guard damage.isTornTail else { throw corruption(in: file, damage: damage, scan: scan) }
-            try truncate(file, at: damage.offset, options: options)
-            report.truncations.append(
-                RecoveryReport.Truncation(
-                    file: file.fileName, offset: damage.offset, bytesDropped: damage.bytesAfter,
-                    unsyncedBatchesDropped: damage.validBatchesAfter, reason: damage.reason))
+            if damage.isTornTail && isLast {
+                try saveAndTruncate(file, at: damage.offset, reason: "torn tail: \(damage.reason)")
+                report.truncations.append(
+                    RecoveryReport.Truncation(
+                        file: file.fileName, offset: damage.offset, bytesDropped: damage.bytesAfter,
+                        unsyncedBatchesDropped: damage.validBatchesAfter, reason: damage.reason))
+                return .keep(segment)
+            }
+            return try refuseOrCut(segment, at: damage.offset, Self.corruption(in: file, damage: damage, isLast: isLast))
         }
-        return RecoveredSegment(
-            file: file, batchCount: UInt32(scan.batchCount), lastLSN: scan.lastLSN, lastBatchCRC: scan.lastBatchCRC,
-            lastEpoch: scan.lastEpoch, lastTimestamp: scan.lastTimestamp, dataEnd: scan.dataEnd, index: scan.index,
-            footer: footer)
+    }
+
+    /// Strict: throw. Salvage: quarantine this segment and everything after it.
+    private func refuseOrDrop(_ error: LogError, reason: String) throws(LogError) -> Decision {
+        guard mode == .salvage else { throw error }
+        return .drop(reason: "\(reason): \(error)")
+    }
+
+    /// Strict: throw. Salvage: cut this segment at `offset` (its bytes from there saved) and
+    /// quarantine every later segment.
+    private mutating func refuseOrCut(
+        _ segment: RecoveredSegment, at offset: Int64, _ error: LogError
+    ) throws(LogError) -> Decision {
+        guard mode == .salvage else { throw error }
+        try saveAndTruncate(segment.file, at: offset, reason: "\(error)")
+        var kept = segment
+        kept.footer = nil
+        return .cut(kept, reason: "\(error)")
     }
 
     /// A segment must start right after the previous one ends and continue its CRC chain.
-    private static func checkContinuity(_ file: SegmentFile, after previous: RecoveredSegment?) throws(LogError) {
-        guard let previous else { return }
+    static func continuityProblem(_ file: SegmentFile, after previous: RecoveredSegment?) -> LogError? {
+        guard let previous else { return nil }
         let expected = previous.lastLSN.advanced(by: 1)
         if file.baseLSN != expected {
-            throw .corruption(
-                file: file.fileName, offset: 0, lsnRange: "\(previous.lastLSN.advanced(by: 1))...\(file.baseLSN.predecessor)",
+            return .corruption(
+                file: file.fileName, offset: 0, lsnRange: "\(expected)...\(file.baseLSN.predecessor)",
                 reason: file.baseLSN > expected
                     ? "LSNs \(expected)...\(file.baseLSN.predecessor) are missing: a segment is gone"
                     : "segment overlaps \(previous.file.fileName), which ends at LSN \(previous.lastLSN)")
         }
         if file.header.previousBatchCRC != previous.lastBatchCRC {
-            throw .corruption(
+            return .corruption(
                 file: file.fileName, offset: 12, lsnRange: "\(file.baseLSN)...",
                 reason: "CRC chain broken: segment header says the previous batch CRC is "
                     + "0x\(String(file.header.previousBatchCRC, radix: 16)), \(previous.file.fileName) ends with "
                     + "0x\(String(previous.lastBatchCRC, radix: 16))")
         }
+        return nil
     }
 
-    private static func corruption(in file: SegmentFile, damage: SegmentScanner.Damage, scan: SegmentScanner.Result) -> LogError {
+    static func corruption(in file: SegmentFile, damage: SegmentScanner.Damage, isLast: Bool) -> LogError {
         var reason = damage.reason
         if let claim = damage.laterBatchClaimingDurability {
             reason += "; a valid batch at byte \(claim.offset) (LSN \(claim.lsnRange)) was written after LSN "
                 + "\(damage.expectedLSN) was synced, so this is corruption, not a torn tail"
         } else if !damage.tornWriteSignature {
             reason += "; the damaged bytes were fully written, so this is corruption, not a torn write"
+        } else if !isLast {
+            reason += "; the segment was sealed (synced) before the next one was created, so this is corruption"
         }
-        return .corruption(
-            file: file.fileName, offset: damage.offset, lsnRange: "\(damage.expectedLSN)...", reason: reason)
+        return .corruption(file: file.fileName, offset: damage.offset, lsnRange: "\(damage.expectedLSN)...", reason: reason)
     }
 
-    /// Cuts a torn tail: the file ends at `offset`, and space after it reads as zeros again.
-    private static func truncate(_ file: SegmentFile, at offset: Int64, options: LogOptions) throws(LogError) {
+    // MARK: - Repairs
+
+    /// Copies what would be cut (up to the last non-zero byte) into quarantine, then truncates:
+    /// the file ends at `offset` and space after it reads as zeros again.
+    private mutating func saveAndTruncate(_ file: SegmentFile, at offset: Int64, reason: String) throws(LogError) {
+        if let saved = try Quarantine(directory: directory, fileSystem: fileSystem)
+            .saveTail(of: file, from: offset, reason: reason)
+        {
+            report.quarantined.append(saved)
+        }
         do {
             try file.handle.truncate(toSize: offset)
             if options.preallocateSegments && offset < options.segmentBytesMax {
@@ -168,20 +295,32 @@ public enum LogRecovery {
         do { try file.handle.synchronizeData() } catch { throw .syncFailed(error) }
     }
 
-    private static func finishSeal(_ file: SegmentFile, footer: SegmentFooter) throws(LogError) {
+    private mutating func quarantine(segmentsNamed names: [String], because reason: String) throws(LogError) {
+        let quarantine = Quarantine(directory: directory, fileSystem: fileSystem)
+        for name in names {
+            report.quarantined.append(try quarantine.moveSegment(named: name, reason: reason))
+        }
+    }
+
+    private func finishSeal(_ file: SegmentFile, footer: SegmentFooter) throws(LogError) {
         do {
             try file.handle.truncate(toSize: Int64(footer.dataEnd) + Int64(footer.byteCount))
         } catch { throw .io(error) }
         do { try file.handle.synchronizeData() } catch { throw .syncFailed(error) }
     }
-}
 
-extension Log {
-    /// Opens (creating when missing) the log in `directory`, recovering from any crash first.
-    /// See ``LogRecovery/open(directory:options:fileSystem:)`` for the report of what was done.
-    public static func open(
-        directory: FilePath, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem()
-    ) throws(LogError) -> Log {
-        try LogRecovery.open(directory: directory, options: options, fileSystem: fileSystem).log
+    /// Writes a footer from the scan of a sealed segment whose own footer was damaged or lost.
+    private func rebuildFooter(_ file: SegmentFile, scan: SegmentScanner.Result) throws(LogError) -> SegmentFooter {
+        let footer = SegmentFooter(
+            batchCount: UInt32(scan.batchCount), lastLSN: scan.lastLSN, dataEnd: UInt64(scan.dataEnd),
+            lastTimestamp: scan.lastTimestamp, lastEpoch: scan.lastEpoch, lastBatchCRC: scan.lastBatchCRC,
+            index: scan.index)
+        let bytes = footer.encoded(baseLSN: file.baseLSN)
+        do {
+            try file.handle.write(bytes, toAbsoluteOffset: scan.dataEnd)
+            try file.handle.truncate(toSize: scan.dataEnd + Int64(bytes.count))
+        } catch { throw .io(error) }
+        do { try file.handle.synchronizeData() } catch { throw .syncFailed(error) }
+        return footer
     }
 }

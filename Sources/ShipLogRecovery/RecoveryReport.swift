@@ -4,6 +4,7 @@ import ShipLogStorage
 /// What opening a log found and did. `Log.open` keeps it in ``LogRecovery`` results; the
 /// `shiplog recover` command prints it.
 public struct RecoveryReport: Sendable, CustomStringConvertible {
+    public var mode: RecoveryMode = .strict
     /// Segment files found.
     public var segmentCount = 0
     /// Sealed segments trusted through their checked footers, without scanning.
@@ -20,6 +21,10 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
     public var unrecognizedFiles: [String] = []
     /// A segment found with a footer but not trimmed to it (crash while sealing), completed.
     public var sealsCompleted: [String] = []
+    /// Sealed segments whose damaged or missing footer was written again from a clean scan.
+    public var footersRebuilt: [String] = []
+    /// Bytes and files moved into `quarantine/` (torn tails in strict mode; every cut in salvage).
+    public var quarantined: [Quarantined] = []
     /// First and last LSN of the recovered log (`nil` when empty).
     public var firstLSN: LSN?
     public var lastLSN: LSN?
@@ -39,11 +44,29 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
         public var reason: String
     }
 
+    /// Something recovery set aside in `quarantine/` instead of deleting it.
+    public struct Quarantined: Sendable, Hashable {
+        /// Path relative to the log directory, e.g. `quarantine/00000000000000000001.seg@4096`.
+        public var name: String
+        /// The segment the bytes came from.
+        public var from: String
+        /// Byte offset in `from` where the saved bytes started.
+        public var offset: Int64
+        public var bytes: Int64
+        public var reason: String
+    }
+
+    /// Whether recovery changed anything on disk.
+    public var repaired: Bool {
+        !truncations.isEmpty || !quarantined.isEmpty || !sealsCompleted.isEmpty || !footersRebuilt.isEmpty
+            || !removedTemporaryFiles.isEmpty
+    }
+
     public var description: String {
         var lines: [String] = []
         let range = firstLSN.flatMap { first in lastLSN.map { "LSN \(first)...\($0)" } } ?? "empty"
         lines.append(
-            "recovered \(range) from \(segmentCount) segment(s): \(segmentsOpenedByFooter) by footer, "
+            "\(mode) recovery: \(range) from \(segmentCount) segment(s): \(segmentsOpenedByFooter) by footer, "
                 + "\(segmentsScanned) scanned (\(bytesScanned) bytes) in \(duration)")
         for cut in truncations {
             lines.append(
@@ -51,6 +74,10 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
                     + "\(cut.unsyncedBatchesDropped) unsynced batch(es) dropped (\(cut.reason))")
         }
         for name in sealsCompleted { lines.append("completed interrupted seal of \(name)") }
+        for name in footersRebuilt { lines.append("rebuilt damaged footer of \(name) from a clean scan") }
+        for item in quarantined {
+            lines.append("moved \(item.bytes) bytes of \(item.from) from byte \(item.offset) to \(item.name): \(item.reason)")
+        }
         for name in removedTemporaryFiles { lines.append("removed leftover \(name)") }
         for name in unrecognizedFiles { lines.append("ignored unrecognized file \(name)") }
         return lines.joined(separator: "\n")

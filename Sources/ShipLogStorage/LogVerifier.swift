@@ -68,6 +68,10 @@ public struct LogVerifier {
                     result.problems.append("\(entry.name) byte \(footer.dataEnd): footer index does not match the batches")
                     return result
                 }
+            case .damagedFooter(let offset):
+                result.problems.append(
+                    "\(entry.name) byte \(offset) (LSN \(scan.lastLSN)): footer damaged (its batches verify; open rebuilds it)")
+                return result
             case .endOfFile, .zeroFill:
                 if !isLast {
                     result.problems.append(

@@ -33,6 +33,9 @@ public struct SegmentScanner {
         case zeroFill
         /// A valid footer follows: the segment is sealed.
         case footer(SegmentFooter)
+        /// A footer starts after the last valid batch but is torn, damaged or does not match
+        /// the batches. Every batch before it checked out; the footer is derived data.
+        case damagedFooter(offset: Int64)
         /// Something that is not a valid next batch.
         case damage(Damage)
     }
@@ -106,10 +109,12 @@ public struct SegmentScanner {
                     try damage(at: offset, expected: expected, reason: "zero bytes followed by data", reader: &reader))
                 return result
             }
-            if available >= 4, head.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }) == SegmentFooter.magic.littleEndian,
-                let footer = try footer(at: offset, result: result, reader: &reader)
-            {
-                result.ending = .footer(footer)
+            if available >= 4, head.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }) == SegmentFooter.magic.littleEndian {
+                if let footer = try footer(at: offset, result: result, reader: &reader) {
+                    result.ending = .footer(footer)
+                } else {
+                    result.ending = .damagedFooter(offset: offset)
+                }
                 return result
             }
             switch head.withUnsafeBytes({ BatchHeader.decode($0) }) {

@@ -50,3 +50,12 @@ size_t shiplog_find4(const void *data, size_t length, const void *needle);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Index just past the last non-zero byte of `data[0..<length]` (0 when all are zero).
+size_t shiplog_end_of_nonzero(const void *data, size_t length);
+#ifdef __cplusplus
+}
+#endif

@@ -48,7 +48,7 @@ enum Commands {
             .value("dir", placeholder: "DIR", help: "Directory for the benchmark's logs (default: a temporary one)."),
         ])
 
-    static let all = [append, read, verify, inspect, benchAppend]
+    static let all = [append, read, verify, inspect, recover, dump, benchAppend, benchRecovery]
 
     /// Runs the parsed command; returns the exit status.
     static func run(_ arguments: ParsedArguments) throws -> Int32 {
@@ -57,7 +57,10 @@ enum Commands {
         case read.path: return try ReadCommand(arguments).run()
         case verify.path: return try VerifyCommand(arguments).run()
         case inspect.path: return try InspectCommand(arguments).run()
+        case recover.path: return try RecoverCommand(arguments).run()
+        case dump.path: return try DumpCommand(arguments).run()
         case benchAppend.path: return try BenchAppendCommand(arguments).run()
+        case benchRecovery.path: return try BenchRecoveryCommand(arguments).run()
         default: fatalError("command \(arguments.command.name) has no implementation")
         }
     }

@@ -28,6 +28,7 @@ struct InspectCommand {
             let state: String
             switch scan.ending {
             case .footer: state = "sealed"
+            case .damagedFooter(let offset): state = "footer damaged at \(offset)"
             case .endOfFile, .zeroFill: state = "active"
             case .damage(let damage): state = damage.isTornTail ? "torn tail at \(damage.offset)" : "DAMAGED at \(damage.offset)"
             }
