@@ -4,8 +4,11 @@
 SWIFT ?= swift
 APT_PACKAGES := liblz4-dev pkg-config
 RELEASE_BIN := .build/release/shiplog
+# Long runs of the seeded and kill suites (`make soak`).
+SOAK_SEEDS ?= 50000
+SOAK_KILLS ?= 2000
 
-.PHONY: all deps build release test bench soak clean
+.PHONY: all deps build release test unit-test bench soak fuzz fuzz-smoke clean
 
 all: build
 
@@ -24,14 +27,24 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product shiplog
 
-# Unit, golden-format, storage, recovery and CLI tests (the CLI tests run the built binary).
-test: deps
+# Everything CI checks: unit, golden-format, storage, recovery (simulated power loss, corruption
+# sweeps, fault injection), CLI and kill -9 tests, then each fuzz target for 30 s.
+test: unit-test fuzz-smoke
+
+unit-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
 # The benchmark scenario on embedded defaults, in release mode.
 bench: release
 	$(RELEASE_BIN) bench append
+	$(RELEASE_BIN) bench recovery
+
+# Long soaks: many more simulated crashes and real SIGKILLs than `make test` runs.
+soak: deps
+	$(SWIFT) build --build-tests
+	SHIPLOG_SEEDS=$(SOAK_SEEDS) $(SWIFT) test --skip-build --filter ShipLogRecoveryTests
+	SHIPLOG_KILLS=$(SOAK_KILLS) $(SWIFT) test --skip-build --filter KillNineTests
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
