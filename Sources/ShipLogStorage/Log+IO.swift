@@ -45,6 +45,7 @@ extension Log {
             if state.failure == nil, let file = activeFile, needsSync(now: now) {
                 let target = state.writtenLSN
                 lock.unlock()
+                let syncStarted = monotonicNanoseconds()
                 let outcome: Result<Void, LogError>
                 do {
                     try file.handle.synchronizeData()
@@ -59,7 +60,12 @@ extension Log {
                 case .success:
                     state.syncedLSN = max(state.syncedLSN, target)
                     if let deadline = state.syncDeadline, deadline <= now { state.syncDeadline = nil }
+                    let waiting = state.syncWaiters.count
                     completions.take(&state.syncWaiters, through: state.syncedLSN, result: { .success($0) })
+                    let finished = monotonicNanoseconds()
+                    state.lastSyncGroupSize = waiting - state.syncWaiters.count
+                    state.syncGatherDeadline = finished + min(
+                        options.groupCommitGatherMax.nanoseconds, (finished - syncStarted) / 2)
                 case .failure(let error):
                     completions = fail(with: error)
                 }
@@ -72,8 +78,12 @@ extension Log {
             if state.closing && (state.pending.isEmpty || state.failure != nil) {
                 break
             }
-            if let deadline = state.syncDeadline, state.failure == nil {
-                lock.wait(untilMonotonicNanoseconds: deadline)
+            var wakeAt = state.failure == nil ? state.syncDeadline : nil
+            if state.failure == nil, !state.syncWaiters.isEmpty, state.syncGatherDeadline > now {
+                wakeAt = min(wakeAt ?? .max, state.syncGatherDeadline)
+            }
+            if let wakeAt {
+                lock.wait(untilMonotonicNanoseconds: wakeAt)
             } else {
                 lock.wait()
             }
@@ -92,7 +102,11 @@ extension Log {
     /// deadline passed, or the log is closing with unsynced data.
     private func needsSync(now: UInt64) -> Bool {
         guard state.syncedLSN < state.writtenLSN || !state.syncWaiters.isEmpty else { return false }
-        if let first = state.syncWaiters.first, first.range.last <= state.writtenLSN { return true }
+        if let first = state.syncWaiters.first, first.range.last <= state.writtenLSN {
+            // Group commit: give the appenders the last sync released a moment to rejoin.
+            return state.syncWaiters.count >= state.lastSyncGroupSize || now >= state.syncGatherDeadline
+                || state.closing
+        }
         if let deadline = state.syncDeadline, deadline <= now, state.syncedLSN < state.writtenLSN { return true }
         return state.closing && state.syncedLSN < state.writtenLSN
     }

@@ -44,6 +44,10 @@ public final class Log: @unchecked Sendable {
         var syncWaiters: [Waiter] = []
         /// Monotonic nanoseconds by which an `interval` append must be synced.
         var syncDeadline: UInt64?
+        /// Group commit: how many synchronous waiters the last fdatasync acknowledged, and until
+        /// when the next one may wait for that many to come back before syncing fewer.
+        var lastSyncGroupSize = 0
+        var syncGatherDeadline: UInt64 = 0
         var failure: LogError?
         var closing = false
         var tailWaiters: [UInt64: @Sendable () -> Void] = [:]

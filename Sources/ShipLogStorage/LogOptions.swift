@@ -34,6 +34,10 @@ public struct LogOptions: Sendable {
     public var epoch: Epoch = .initial
     /// Bytes of appended batches not yet handed to the OS beyond which appenders wait.
     public var pendingBytesMax = 64 << 20
+    /// Group commit: after an fdatasync, the next one waits at most this long for the appenders
+    /// it acknowledged to come back with their next batch (never longer than half the last
+    /// fdatasync took). Zero syncs as soon as any synchronous batch is written.
+    public var groupCommitGatherMax: Duration = .microseconds(200)
     /// Read-ahead of sequential readers, in bytes.
     public var readBufferBytes = 256 << 10
 
