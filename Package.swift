@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "ShipLogFormat", targets: ["ShipLogFormat"]),
         .library(name: "ShipLogStorage", targets: ["ShipLogStorage"]),
         .library(name: "ShipLogRecovery", targets: ["ShipLogRecovery"]),
+        .library(name: "ShipLogStateMachine", targets: ["ShipLogStateMachine"]),
+        .library(name: "ShipLogKV", targets: ["ShipLogKV"]),
         .executable(name: "shiplog", targets: ["shiplog"]),
     ],
     targets: [
@@ -35,8 +37,15 @@ let package = Package(
         .target(name: "ShipLogStorage", dependencies: ["ShipLogFormat", "CShipLogSupport"], swiftSettings: strict),
         // Layer 3: opening a log after any shutdown, clean or not.
         .target(name: "ShipLogRecovery", dependencies: ["ShipLogStorage", "CShipLogSupport"], swiftSettings: strict),
+        // Layer 4: deterministic state machines on the log, with checkpoints and replay.
+        .target(name: "ShipLogStateMachine", dependencies: ["ShipLogRecovery"], swiftSettings: strict),
+        // Layer 4: the embedded key-value store (a state machine with a B-tree index).
+        .target(name: "ShipLogKV", dependencies: ["ShipLogStateMachine"], swiftSettings: strict),
         // Umbrella for embedders.
-        .target(name: "ShipLog", dependencies: ["ShipLogFormat", "ShipLogStorage", "ShipLogRecovery"], swiftSettings: strict),
+        .target(
+            name: "ShipLog",
+            dependencies: ["ShipLogFormat", "ShipLogStorage", "ShipLogRecovery", "ShipLogStateMachine", "ShipLogKV"],
+            swiftSettings: strict),
         // The command-line tool.
         .executableTarget(name: "shiplog", dependencies: ["ShipLog", "CLZ4"], swiftSettings: strict),
         // Test-only: fault-injecting file systems.
@@ -45,6 +54,7 @@ let package = Package(
         .testTarget(name: "ShipLogFormatTests", dependencies: ["ShipLogFormat"]),
         .testTarget(name: "ShipLogStorageTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogRecoveryTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
+        .testTarget(name: "ShipLogKVTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog"]),
     ],
     swiftLanguageModes: [.v6]

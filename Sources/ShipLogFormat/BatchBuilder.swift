@@ -57,6 +57,19 @@ public struct BatchBuilder: Sendable {
         try result.get()
     }
 
+    /// Calls `body` with each record appended so far, in order; the bytes are valid only during the call.
+    public func forEachRecord(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try block.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let (length, prefix) = Varint.read(from: raw.baseAddress!, at: offset, end: raw.count)!
+                offset += prefix
+                try body(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + Int(length)]))
+                offset += Int(length)
+            }
+        }
+    }
+
     /// Empties the builder, keeping its memory for the next batch.
     public mutating func removeAll() {
         block.removeAll(keepingCapacity: true)

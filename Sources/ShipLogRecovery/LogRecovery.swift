@@ -120,7 +120,9 @@ struct Recovery {
         var segments: [(LSN, String)] = []
         var removed = false
         for name in entries {
-            if name == Log.lockFileName || name == Quarantine.directoryName { continue }
+            if name == Log.lockFileName || name == Quarantine.directoryName || options.auxiliaryNames.contains(name) {
+                continue
+            }
             if let base = SegmentName.baseLSN(fromFileName: name) {
                 segments.append((base, name))
             } else if name.hasSuffix("." + SegmentName.fileExtension + SegmentName.temporarySuffix) {
@@ -153,9 +155,12 @@ struct Recovery {
         if let problem = Self.continuityProblem(file, after: previous) {
             return try refuseOrDrop(problem, reason: "\(name) does not continue the log")
         }
+        // The last segment is always scanned, sealed or not: a crash during its seal can leave
+        // the footer on disk while batches written just before it (not yet synced) are not.
+        // Every earlier segment was sealed and synced before the next one was created.
         let footer: SegmentFooter?
         do { footer = try file.readFooter() } catch { footer = nil }  // a damaged footer is rebuilt below
-        if let footer, footer.lastLSN >= file.baseLSN {
+        if !isLast, let footer, footer.lastLSN >= file.baseLSN {
             report.segmentsOpenedByFooter += 1
             return .keep(
                 RecoveredSegment(
@@ -189,10 +194,12 @@ struct Recovery {
             // segment simply stays active (the next roll seals it again).
             if case .damagedFooter(let offset) = scan.ending {
                 let reason = "damaged footer of the last segment; its batches verify and it stays active"
-                try saveAndTruncate(file, at: offset, reason: reason)
+                let size: Int64
+                do { size = try file.handle.size() } catch { throw .io(error) }
+                try saveAndTruncate(file, at: offset, reason: reason, tornTail: true)
                 report.truncations.append(
                     RecoveryReport.Truncation(
-                        file: file.fileName, offset: offset, bytesDropped: scan.dataEnd, unsyncedBatchesDropped: 0,
+                        file: file.fileName, offset: offset, bytesDropped: size - offset, unsyncedBatchesDropped: 0,
                         reason: reason))
             }
             return .keep(segment)
@@ -211,7 +218,7 @@ struct Recovery {
             return .keep(segment)
         case .damage(let damage):
             if damage.isTornTail && isLast {
-                try saveAndTruncate(file, at: damage.offset, reason: "torn tail: \(damage.reason)")
+                try saveAndTruncate(file, at: damage.offset, reason: "torn tail: \(damage.reason)", tornTail: true)
                 report.truncations.append(
                     RecoveryReport.Truncation(
                         file: file.fileName, offset: damage.offset, bytesDropped: damage.bytesAfter,
@@ -245,8 +252,10 @@ struct Recovery {
         guard let previous else { return nil }
         let expected = previous.lastLSN.advanced(by: 1)
         if file.baseLSN != expected {
+            let range = file.baseLSN > expected
+                ? "\(expected)...\(file.baseLSN.predecessor)" : "\(file.baseLSN)...\(previous.lastLSN)"
             return .corruption(
-                file: file.fileName, offset: 0, lsnRange: "\(expected)...\(file.baseLSN.predecessor)",
+                file: file.fileName, offset: 0, lsnRange: range,
                 reason: file.baseLSN > expected
                     ? "LSNs \(expected)...\(file.baseLSN.predecessor) are missing: a segment is gone"
                     : "segment overlaps \(previous.file.fileName), which ends at LSN \(previous.lastLSN)")
@@ -278,11 +287,24 @@ struct Recovery {
 
     /// Copies what would be cut (up to the last non-zero byte) into quarantine, then truncates:
     /// the file ends at `offset` and space after it reads as zeros again.
-    private mutating func saveAndTruncate(_ file: SegmentFile, at offset: Int64, reason: String) throws(LogError) {
-        if let saved = try Quarantine(directory: directory, fileSystem: fileSystem)
-            .saveTail(of: file, from: offset, reason: reason)
-        {
-            report.quarantined.append(saved)
+    ///
+    /// A torn tail was never acknowledged, so saving it is a courtesy: when the copy cannot be
+    /// made (typically a full disk, the very reason a write tore), the cut goes ahead and the
+    /// report says so. Anything else cut (salvage) must be saved first.
+    private mutating func saveAndTruncate(
+        _ file: SegmentFile, at offset: Int64, reason: String, tornTail: Bool = false
+    ) throws(LogError) {
+        do throws(LogError) {
+            if let saved = try Quarantine(directory: directory, fileSystem: fileSystem)
+                .saveTail(of: file, from: offset, reason: reason)
+            {
+                report.quarantined.append(saved)
+            }
+        } catch {
+            guard tornTail else { throw error }
+            report.warnings.append(
+                "could not save the torn tail of \(file.fileName) from byte \(offset) to quarantine (\(error)); "
+                    + "it was never acknowledged and is truncated anyway")
         }
         do {
             try file.handle.truncate(toSize: offset)

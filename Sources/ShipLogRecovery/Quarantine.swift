@@ -44,13 +44,19 @@ struct Quarantine {
             if fileSystem.fileExists(at: target) { try fileSystem.removeFile(at: target) }
             let out = try fileSystem.openFile(at: target, options: [.write, .createNew])
             defer { out.close() }
-            position = offset
-            while position < end {
-                let chunk = try file.handle.read(count: Int(min(Int64(Self.copyChunkBytes), end - position)), fromAbsoluteOffset: position)
-                try out.write(chunk, toAbsoluteOffset: position - offset)
-                position += Int64(chunk.count)
+            do {
+                position = offset
+                while position < end {
+                    let chunk = try file.handle.read(
+                        count: Int(min(Int64(Self.copyChunkBytes), end - position)), fromAbsoluteOffset: position)
+                    try out.write(chunk, toAbsoluteOffset: position - offset)
+                    position += Int64(chunk.count)
+                }
+                try out.synchronizeData()
+            } catch {
+                try? fileSystem.removeFile(at: target)  // no partial copies left behind
+                throw error
             }
-            try out.synchronizeData()
             try fileSystem.syncDirectory(at: path)
             return RecoveryReport.Quarantined(
                 name: "\(Self.directoryName)/\(name)", from: file.fileName, offset: offset, bytes: end - offset,

@@ -25,6 +25,8 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
     public var footersRebuilt: [String] = []
     /// Bytes and files moved into `quarantine/` (torn tails in strict mode; every cut in salvage).
     public var quarantined: [Quarantined] = []
+    /// Things worth an operator's attention that did not stop the open.
+    public var warnings: [String] = []
     /// First and last LSN of the recovered log (`nil` when empty).
     public var firstLSN: LSN?
     public var lastLSN: LSN?
@@ -79,6 +81,7 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
             lines.append("moved \(item.bytes) bytes of \(item.from) from byte \(item.offset) to \(item.name): \(item.reason)")
         }
         for name in removedTemporaryFiles { lines.append("removed leftover \(name)") }
+        for warning in warnings { lines.append("warning: \(warning)") }
         for name in unrecognizedFiles { lines.append("ignored unrecognized file \(name)") }
         return lines.joined(separator: "\n")
     }

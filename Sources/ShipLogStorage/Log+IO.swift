@@ -42,7 +42,7 @@ extension Log {
                 continue
             }
             let now = monotonicNanoseconds()
-            if state.failure == nil, let file = activeFile, needsSync(now: now) {
+            if let file = activeFile, needsSync(now: now) {
                 let target = state.writtenLSN
                 lock.unlock()
                 let syncStarted = monotonicNanoseconds()
@@ -61,7 +61,8 @@ extension Log {
                     state.syncedLSN = max(state.syncedLSN, target)
                     if let deadline = state.syncDeadline, deadline <= now { state.syncDeadline = nil }
                     let waiting = state.syncWaiters.count
-                    completions.take(&state.syncWaiters, through: state.syncedLSN, result: { .success($0) })
+                    let synced = state.syncedLSN
+                    completions.take(&state.syncWaiters, through: synced, result: { .success($0) })
                     let finished = monotonicNanoseconds()
                     state.lastSyncGroupSize = waiting - state.syncWaiters.count
                     state.syncGatherDeadline = finished + min(
@@ -93,6 +94,8 @@ extension Log {
         let error = state.failure ?? .closed
         completions.take(&state.writeWaiters, through: LSN(UInt64.max), result: { _ in .failure(Log.stopped(by: error)) })
         completions.take(&state.syncWaiters, through: LSN(UInt64.max), result: { _ in .failure(Log.stopped(by: error)) })
+        completions.spaceWaiters = state.spaceWaiters
+        state.spaceWaiters.removeAll()
         lock.unlock()
         lock.broadcast()
         completions.run()
@@ -101,6 +104,10 @@ extension Log {
     /// Whether a sync is due (lock held): a synchronous waiter's batch is written, an interval
     /// deadline passed, or the log is closing with unsynced data.
     private func needsSync(now: UInt64) -> Bool {
+        if let failure = state.failure {
+            if case .syncFailed = failure { return false }
+            return state.syncedLSN < state.writtenLSN  // the final sync after a failed write
+        }
         guard state.syncedLSN < state.writtenLSN || !state.syncWaiters.isEmpty else { return false }
         if let first = state.syncWaiters.first, first.range.last <= state.writtenLSN {
             // Group commit: give the appenders the last sync released a moment to rejoin.
@@ -130,6 +137,7 @@ extension Log {
             }
             return .success(())
         } catch {
+            if error.operation == .sync || error.operation == .syncDirectory { return .failure(.syncFailed(error)) }
             return .failure(error.isOutOfSpace ? .outOfSpace(error) : .writeFailed(error))
         }
     }
@@ -174,6 +182,10 @@ extension Log {
         switch operation {
         case .write(_, let bytes, let lastLSN, let lastTimestamp, let indexUpTo):
             state.pendingBytes -= bytes.count
+            if state.pendingBytes <= options.pendingBytesMax {
+                completions.spaceWaiters = state.spaceWaiters
+                state.spaceWaiters.removeAll()
+            }
             state.stats.writeCalls += 1
             let last = state.segments.count - 1
             state.segments[last].dataEnd += Int64(bytes.count)
@@ -192,7 +204,8 @@ extension Log {
             state.segments[last].index = footer.index
             // Sealing synced this segment, and every older one was synced when it was sealed.
             state.syncedLSN = max(state.syncedLSN, footer.lastLSN)
-            completions.take(&state.syncWaiters, through: state.syncedLSN, result: { .success($0) })
+            let synced = state.syncedLSN
+            completions.take(&state.syncWaiters, through: synced, result: { .success($0) })
         case .create:
             guard let file = activeFile else { return completions }
             state.segments.append(
@@ -205,14 +218,34 @@ extension Log {
     }
 
     /// Stops the log (lock held): every waiter not yet served fails; nothing more is acknowledged.
+    ///
+    /// After a failed write (EIO, ENOSPC) what was written before it is still synced once more,
+    /// so synchronous waiters for it and `interval` appends already acknowledged get the
+    /// durability they were promised. After a failed fdatasync nothing is synced again
+    /// (fsyncgate: a retry could report success without the data on disk).
     func fail(with error: LogError) -> Completions {
-        if state.failure == nil { state.failure = error }
+        if state.failure == nil {
+            state.failure = error
+        } else if case .syncFailed = error {
+            state.failure = error
+        }
         var completions = Completions()
         let stopped = Log.stopped(by: state.failure!)
         completions.take(&state.writeWaiters, through: LSN(UInt64.max), result: { _ in .failure(stopped) })
-        completions.take(&state.syncWaiters, through: LSN(UInt64.max), result: { _ in .failure(stopped) })
+        if case .syncFailed = state.failure! {
+            completions.take(&state.syncWaiters, through: LSN(UInt64.max), result: { _ in .failure(stopped) })
+        } else {
+            // Keep the synchronous waiters whose batches were written: the final sync serves them.
+            let written = state.writtenLSN
+            let unwritten = state.syncWaiters.filter { $0.range.last > written }
+            state.syncWaiters.removeAll { $0.range.last > written }
+            var failed = unwritten
+            completions.take(&failed, through: LSN(UInt64.max), result: { _ in .failure(stopped) })
+        }
         state.pending.removeAll()
         state.pendingBytes = 0
+        completions.spaceWaiters = state.spaceWaiters
+        state.spaceWaiters.removeAll()
         return completions
     }
 }
@@ -221,6 +254,8 @@ extension Log {
 struct Completions {
     private var calls: [(Waiter, Result<LSNRange, LogError>)] = []
     var tails: [@Sendable () -> Void] = []
+    /// Async appenders waiting for the write buffer to drain below `pendingBytesMax`.
+    var spaceWaiters: [@Sendable () -> Void] = []
 
     /// Moves the waiters whose batches end at or before `lsn` out of `waiters`.
     mutating func take(
@@ -237,6 +272,7 @@ struct Completions {
     func run() {
         for (waiter, result) in calls { waiter.completion(result) }
         for tail in tails { tail() }
+        for waiter in spaceWaiters { waiter() }
     }
 }
 

@@ -31,8 +31,8 @@ extension Log {
 
     /// Where to read a batch: the segment, the offset to start scanning from and the end of
     /// the readable data, as of now. `nil` when `lsn` is past the written end.
-    func locate(_ lsn: LSN) throws(LogError) -> (file: SegmentFile, position: Int64, end: Int64)? {
-        try lock.withLock { () throws(LogError) -> (file: SegmentFile, position: Int64, end: Int64)? in
+    func locate(_ lsn: LSN) throws(LogError) -> BatchLocation? {
+        try lock.withLock { () throws(LogError) -> BatchLocation? in
             guard lsn <= state.writtenLSN else { return nil }
             guard let first = state.segments.first, lsn >= first.baseLSN else {
                 throw .lsnBeforeStart(requested: lsn, firstAvailable: state.segments.first?.baseLSN ?? state.nextLSN)
@@ -45,6 +45,7 @@ extension Log {
             }
             let entry = state.segments[low]
             var position = Int64(SegmentHeader.byteCount)
+            var firstLSN = entry.baseLSN
             var lowIndex = 0
             var highIndex = entry.index.count - 1
             while lowIndex <= highIndex {
@@ -52,14 +53,27 @@ extension Log {
                 let candidate = entry.index[middle]
                 if candidate.lsn <= lsn && candidate.lsn <= entry.lastLSN {
                     position = candidate.position
+                    firstLSN = candidate.lsn
                     lowIndex = middle + 1
                 } else {
                     highIndex = middle - 1
                 }
             }
-            return (entry.file, position, entry.dataEnd)
+            return BatchLocation(file: entry.file, position: position, end: entry.dataEnd, firstLSN: firstLSN)
         }
     }
+}
+
+/// Where a reader starts: a batch that must begin at `firstLSN`, at `position` in `file`,
+/// with readable data up to `end`.
+struct BatchLocation {
+    let file: SegmentFile
+    let position: Int64
+    let end: Int64
+    let firstLSN: LSN
+
+    /// The chain link the batch at `position` must carry, when known without reading back.
+    var previousBatchCRC: UInt32? { position == Int64(SegmentHeader.byteCount) ? file.header.previousBatchCRC : nil }
 }
 
 /// Reads batches in LSN order, checking each one (header CRC, payload CRC, LSN continuity
@@ -101,10 +115,18 @@ public struct BatchCursor: Sendable {
     private mutating func refresh() throws(LogError) -> Bool {
         guard let location = try log.locate(nextLSN) else { return false }
         if location.file !== file {
+            // Moving on sequentially: the new segment must continue the chain of the last batch.
+            if let last = previousBatchCRC, expectedBaseLSN == location.firstLSN,
+                let link = location.previousBatchCRC, link != last
+            {
+                throw LogError.corruption(
+                    file: location.file.fileName, offset: 12, lsnRange: "\(location.firstLSN)...",
+                    reason: "CRC chain broken between segments")
+            }
             file = location.file
             position = location.position
-            previousBatchCRC = nil
-            expectedBaseLSN = nil
+            previousBatchCRC = location.previousBatchCRC
+            expectedBaseLSN = location.firstLSN
         } else if location.end == end {
             return false
         }

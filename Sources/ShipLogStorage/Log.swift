@@ -51,6 +51,8 @@ public final class Log: @unchecked Sendable {
         var failure: LogError?
         var closing = false
         var tailWaiters: [UInt64: @Sendable () -> Void] = [:]
+        /// Async appenders waiting for `pendingBytes` to drop to `pendingBytesMax`.
+        var spaceWaiters: [@Sendable () -> Void] = []
         var nextTailWaiterID: UInt64 = 0
         var stats = LogStatistics()
     }
@@ -126,6 +128,7 @@ public final class Log: @unchecked Sendable {
     public func append(_ batch: BatchBuilder, durability: Durability = .immediate) async throws(LogError) -> LSNRange {
         guard !batch.isEmpty else { throw .invalidArgument("a batch must hold at least one record") }
         let encoded = batch.encode(codec: options.compression)
+        await waitForWriteBufferSpace()
         let result: Result<LSNRange, LogError> = await withCheckedContinuation { continuation in
             do throws(LogError) {
                 _ = try submit(encoded, durability: durability, blockWhenFull: false) { continuation.resume(returning: $0) }
@@ -134,6 +137,23 @@ public final class Log: @unchecked Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// Suspends while more than `pendingBytesMax` bytes wait to be written (the async
+    /// counterpart of the blocking wait in ``submit(_:durability:blockWhenFull:completion:)``).
+    public func waitForWriteBufferSpace() async {
+        while lock.withLock({ state.pendingBytes > options.pendingBytesMax && state.failure == nil && !state.closing }) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waitNow = lock.withLock { () -> Bool in
+                    guard state.pendingBytes > options.pendingBytesMax && state.failure == nil && !state.closing else {
+                        return false
+                    }
+                    state.spaceWaiters.append { continuation.resume() }
+                    return true
+                }
+                if !waitNow { continuation.resume() }
+            }
+        }
     }
 
     /// Appends `batch` and returns its LSN range at once; `completion` runs on the log's I/O

@@ -8,6 +8,8 @@ public import ShipLogFormat
 /// writer may be half-way through them, or they are a torn tail the next open will cut.
 /// Damage anywhere else is an error naming file, offset and LSN.
 public final class LogDirectoryReader {
+    /// How far past a zeroed batch position the reader looks for data before calling it the end, in bytes.
+    public static let zeroProbeBytes = 1 << 20
     public let directory: FilePath
     let fileSystem: any FileSystem
     let readBufferBytes: Int
@@ -82,12 +84,18 @@ public final class LogDirectoryReader {
                 reason: "CRC chain broken between segments")
         }
         position = Int64(SegmentHeader.byteCount)
-        if previousBatchCRC == nil, let footer = try? opened.readFooter(),
-            let entry = footer.index.last(where: { $0.lsn <= nextLSN })
-        {
-            position = entry.position
-        } else if previousBatchCRC == nil {
-            expectedBaseLSN = nil
+        if previousBatchCRC == nil {
+            // A fresh start: jump through the footer's index when there is one, and check the
+            // first batch is the one the index (or the header) says starts there.
+            expectedBaseLSN = opened.baseLSN
+            previousBatchCRC = opened.header.previousBatchCRC
+            if let footer = try? opened.readFooter(), let entry = footer.index.last(where: { $0.lsn <= nextLSN }),
+                entry.position > position
+            {
+                position = entry.position
+                expectedBaseLSN = entry.lsn
+                previousBatchCRC = nil
+            }
         }
         file = opened
         reader = nil
@@ -105,7 +113,20 @@ public final class LogDirectoryReader {
         if head.count >= 4, head.withUnsafeBytes({ $0.loadUnaligned(as: UInt32.self) }) == SegmentFooter.magic.littleEndian {
             return .endOfSegment
         }
-        if head.allSatisfy({ $0 == 0 }) { return .notYet }  // preallocated space: the end, for now
+        if head.allSatisfy({ $0 == 0 }) {
+            // Preallocated space: the end for now, unless a newer segment exists (a sealed
+            // segment ends with its footer, never with zeros) or data follows the zeros nearby
+            // (a writer fills a segment front to back, so that is damage, which the scan judges).
+            guard try segmentNames().contains(where: { $0.baseLSN > file.baseLSN }) else {
+                let window = min(Int64(Self.zeroProbeBytes), size - position)
+                let nearby = try reader!.bytes(at: position, count: Int(window))
+                if nearby.allSatisfy({ $0 == 0 }) { return .notYet }
+                return try endOrDamage(in: file, reason: "zeros where a batch should start, followed by data")
+            }
+            throw LogError.corruption(
+                file: file.fileName, offset: position, lsnRange: "\(expectedBaseLSN ?? nextLSN)...",
+                reason: "zeros where the segment's next batch or footer should be, and a newer segment follows")
+        }
         guard case .header(let header) = head.withUnsafeBytes({ BatchHeader.decode($0) }),
             position + Int64(header.batchByteCount) <= size
         else {
@@ -115,8 +136,7 @@ public final class LogDirectoryReader {
         if case .invalid(let defect) = bytes.withUnsafeBytes({ Batch.decode($0) }) {
             return try endOrDamage(in: file, reason: defect.description)
         }
-        let expectedPrevious = previousBatchCRC ?? (position == Int64(SegmentHeader.byteCount) ? file.header.previousBatchCRC : nil)
-        if let expectedPrevious, header.previousBatchCRC != expectedPrevious {
+        if let expectedPrevious = previousBatchCRC, header.previousBatchCRC != expectedPrevious {
             throw LogError.corruption(
                 file: file.fileName, offset: position, lsnRange: "\(header.lsnRange)", reason: "CRC chain broken")
         }

@@ -38,6 +38,9 @@ public struct LogOptions: Sendable {
     /// it acknowledged to come back with their next batch (never longer than half the last
     /// fdatasync took). Zero syncs as soon as any synchronous batch is written.
     public var groupCommitGatherMax: Duration = .microseconds(200)
+    /// Entries of the log directory that layers above own (e.g. `checkpoints`): recovery leaves
+    /// them alone and does not report them as unrecognized.
+    public var auxiliaryNames: Set<String> = []
     /// Read-ahead of sequential readers, in bytes.
     public var readBufferBytes = 256 << 10
 
@@ -54,6 +57,9 @@ public struct LogOptions: Sendable {
         }
         guard pendingBytesMax >= 1 << 20 else {
             throw .invalidOption("pendingBytesMax must be at least 1 MiB, got \(pendingBytesMax)")
+        }
+        guard groupCommitGatherMax >= .zero && groupCommitGatherMax <= .seconds(1) else {
+            throw .invalidOption("groupCommitGatherMax must be in 0...1 s, got \(groupCommitGatherMax)")
         }
         guard readBufferBytes >= 4096 else {
             throw .invalidOption("readBufferBytes must be at least 4096 bytes, got \(readBufferBytes)")

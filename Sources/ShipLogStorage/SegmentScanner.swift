@@ -9,9 +9,9 @@ import CShipLogSupport
 public struct SegmentScanner {
     /// Sector size that torn writes are assumed to respect.
     public static let sectorBytes: Int64 = 512
-    /// A damaged extent ending in at least this many zero bytes looks like a write that stopped
-    /// part-way (a partial header or payload), in bytes.
-    public static let tornSuffixBytes: Int64 = 8
+    /// Bytes after an unreadable header that must be zero for it to count as never-written
+    /// space rather than a damaged batch, in bytes.
+    public static let payloadProbeBytes: Int64 = 8
     /// Read size while scanning, in bytes.
     public static let readChunkBytes = 1 << 20
 
@@ -47,9 +47,9 @@ public struct SegmentScanner {
         /// LSN the bad batch should have started at.
         public var expectedLSN: LSN
         public var reason: String
-        /// The damage looks like a write that did not complete: the file ends inside it, its
-        /// extent ends in zeros, or a sector it covers is still all zero. Bit rot in fully
-        /// written data does not.
+        /// The damage looks like a write that did not complete: the file ends inside it, the
+        /// part of some 512-byte sector it covers is still all zero, or (for an unreadable
+        /// header) zeros follow where its payload would be. Bit rot in fully written data does not.
         public var tornWriteSignature: Bool
         /// A later valid batch whose `syncedThrough` says the damaged LSN had been made durable:
         /// then the damage is corruption of synced data, never a torn tail.
@@ -154,7 +154,8 @@ public struct SegmentScanner {
     ) throws(LogError) -> Damage? {
         let length = Int64(header.batchByteCount)
         if offset + length > fileSize {
-            return try damage(at: offset, expected: expected, reason: "file ends inside a batch", reader: &reader)
+            return try damage(
+                at: offset, expected: expected, reason: "file ends inside a batch", reader: &reader, extent: length)
         }
         let batchBytes = try reader.bytes(at: offset, count: Int(length))
         let decoded = batchBytes.withUnsafeBytes { Batch.decode($0) }
@@ -207,26 +208,22 @@ public struct SegmentScanner {
     ) throws(LogError) -> Damage {
         let fileSize = reader.fileSize
         let regionEnd = offset + (extent ?? Int64(BatchHeader.byteCount))
-        // A write that stopped part-way leaves the rest of its extent as it was: zeros.
+        // Writes reach the disk in whole sectors: a write that stopped part-way leaves some of
+        // its sectors as they were, zeros (segments are preallocated and only ever appended to).
         var torn = regionEnd > fileSize
-        if !torn {
-            let suffix = min(Self.tornSuffixBytes, regionEnd - offset)
-            torn = try reader.bytes(at: regionEnd - suffix, count: Int(suffix)).allSatisfy { $0 == 0 }
+        var sectorStart = offset - offset % Self.sectorBytes
+        while sectorStart < regionEnd && !torn {
+            let from = max(sectorStart, offset)
+            let to = min(sectorStart + Self.sectorBytes, regionEnd)
+            torn = try reader.bytes(at: from, count: Int(to - from)).allSatisfy { $0 == 0 }
+            sectorStart += Self.sectorBytes
         }
         if !torn && extent == nil {
-            // The header is unreadable, so its batch's extent is unknown: did the write stop
-            // inside the header or right after it?
-            let after = min(Self.tornSuffixBytes, fileSize - regionEnd)
+            // The header is unreadable, so the batch's extent is unknown. A real batch has a
+            // payload right behind its header; zeros there mean no batch was written here:
+            // garbage in never-written space, or a header whose sector tore.
+            let after = min(Self.payloadProbeBytes, fileSize - regionEnd)
             torn = try reader.bytes(at: regionEnd, count: Int(after)).allSatisfy { $0 == 0 }
-        }
-        if !torn {
-            var sectorStart = offset - offset % Self.sectorBytes
-            while sectorStart < regionEnd && !torn {
-                let from = max(sectorStart, offset)
-                let to = min(sectorStart + Self.sectorBytes, regionEnd)
-                torn = try reader.bytes(at: from, count: Int(to - from)).allSatisfy { $0 == 0 }
-                sectorStart += Self.sectorBytes
-            }
         }
         var found = Damage(
             offset: offset, expectedLSN: expected, reason: reason, tornWriteSignature: torn,

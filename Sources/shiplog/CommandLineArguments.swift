@@ -112,10 +112,16 @@ struct CommandSpec: Hashable, Sendable {
     /// Further paragraphs for `--help`, if any.
     var discussion: String?
     var flags: [FlagSpec]
+    /// Names of the required positional arguments, in order (`KEY`, `VALUE`). A positional
+    /// that starts with `-` must come after `--`.
+    var positionals: [String]
     /// The program name used in messages.
     var programName: String
 
-    init(path: [String], summary: String, discussion: String? = nil, flags: [FlagSpec], programName: String = "shiplog") {
+    init(
+        path: [String], summary: String, discussion: String? = nil, positionals: [String] = [], flags: [FlagSpec],
+        programName: String = "shiplog"
+    ) {
         precondition(!path.isEmpty, "a command has a name")
         var seen = Set<String>()
         for flag in flags {
@@ -133,6 +139,7 @@ struct CommandSpec: Hashable, Sendable {
         self.summary = summary
         self.discussion = discussion
         self.flags = flags
+        self.positionals = positionals
         self.programName = programName
     }
 
@@ -153,12 +160,20 @@ struct CommandSpec: Hashable, Sendable {
     func parse(_ arguments: [String]) throws(UsageError) -> ParsedArguments {
         var values: [String: String] = [:]
         var present = Set<String>()
+        var given: [String] = []
         var index = arguments.startIndex
+        var flagsEnded = false
         while index < arguments.endIndex {
             let token = arguments[index]
             index += 1
-            guard token.hasPrefix("-"), token != "-", token != "--" else {
-                throw error("unexpected argument '\(token)'")
+            if token == "--" && !flagsEnded && !positionals.isEmpty {
+                flagsEnded = true
+                continue
+            }
+            guard !flagsEnded, token.hasPrefix("-"), token != "-", token != "--" else {
+                guard given.count < positionals.count else { throw error("unexpected argument '\(token)'") }
+                given.append(token)
+                continue
             }
             guard token.hasPrefix("--") else {
                 if token == "-h" { throw error("unexpected -h") }
@@ -202,12 +217,16 @@ struct CommandSpec: Hashable, Sendable {
         for spec in flags where spec.isRequired && !present.contains(spec.name) {
             throw error("missing required flag --\(spec.name)")
         }
-        return ParsedArguments(command: self, values: values, present: present)
+        guard given.count == positionals.count else {
+            throw error("missing \(positionals[given.count...].joined(separator: " "))")
+        }
+        return ParsedArguments(command: self, values: values, present: present, positionals: given)
     }
 
     /// The `--help` text, generated from the declaration. Ends with a newline.
     func helpText() -> String {
         var usage = "Usage: \(displayName)"
+        for name in positionals { usage += " \(name)" }
         for flag in flags {
             let word = flag.takesValue ? "--\(flag.name) \(flag.placeholder)" : "--\(flag.name)"
             usage += flag.isRequired ? " \(word)" : " [\(word)]"
@@ -340,11 +359,22 @@ struct ParsedArguments: Sendable {
     let command: CommandSpec
     private let values: [String: String]
     private let present: Set<String>
+    /// The positional arguments, one per declared name.
+    let positionals: [String]
 
-    init(command: CommandSpec, values: [String: String], present: Set<String>) {
+    init(command: CommandSpec, values: [String: String], present: Set<String>, positionals: [String] = []) {
         self.command = command
         self.values = values
         self.present = present
+        self.positionals = positionals
+    }
+
+    /// The positional argument declared as `name`.
+    func positional(_ name: String) -> String {
+        guard let index = command.positionals.firstIndex(of: name) else {
+            preconditionFailure("\(command.name) declares no positional \(name)")
+        }
+        return positionals[index]
     }
 
     /// Whether the flag was given on the command line (a default does not count).

@@ -25,8 +25,13 @@ func smallSegments() -> LogOptions {
     return options
 }
 
-func records(_ count: Int, prefix: String = "record") -> [[UInt8]] {
-    (0..<count).map { Array("\(prefix)-\($0)-\(String(repeating: "x", count: $0 % 50))".utf8) }
+/// Distinct records; with `bytes`, each is padded to that many bytes.
+func records(_ count: Int, prefix: String = "record", bytes: Int? = nil) -> [[UInt8]] {
+    (0..<count).map { i in
+        var record = Array("\(prefix)-\(i)-\(String(repeating: "x", count: i % 50))".utf8)
+        if let bytes { while record.count < bytes { record.append(UInt8(97 + record.count % 26)) } }
+        return record
+    }
 }
 
 func readAll(_ log: Log, from lsn: LSN = .first) throws -> [(LSN, [UInt8])] {

@@ -48,7 +48,7 @@ enum Commands {
             .value("dir", placeholder: "DIR", help: "Directory for the benchmark's logs (default: a temporary one)."),
         ])
 
-    static let all = [append, read, verify, inspect, recover, dump, benchAppend, benchRecovery]
+    static let all = [append, read, verify, inspect, recover, dump] + keyValue + [benchAppend, benchRecovery, benchKeyValue]
 
     /// Runs the parsed command; returns the exit status.
     static func run(_ arguments: ParsedArguments) throws -> Int32 {
@@ -61,7 +61,10 @@ enum Commands {
         case dump.path: return try DumpCommand(arguments).run()
         case benchAppend.path: return try BenchAppendCommand(arguments).run()
         case benchRecovery.path: return try BenchRecoveryCommand(arguments).run()
-        default: fatalError("command \(arguments.command.name) has no implementation")
+        case benchKeyValue.path: return try BenchKeyValueCommand(arguments).run()
+        default:
+            if let status = try runKeyValue(arguments) { return status }
+            fatalError("command \(arguments.command.name) has no implementation")
         }
     }
 }

@@ -1,0 +1,134 @@
+public import ShipLogFormat
+public import ShipLogStorage
+
+/// The `checkpoints/` directory of a log: one file per checkpoint, named by the LSN it covers
+/// (`%020llu.ckpt`), written under a temporary name, synced, renamed, directory synced.
+public struct CheckpointStore: Sendable {
+    public static let directoryName = "checkpoints"
+    public static let fileExtension = "ckpt"
+    public static let temporarySuffix = ".tmp"
+
+    public let directory: FilePath
+    let fileSystem: any FileSystem
+
+    public init(logDirectory: FilePath, fileSystem: any FileSystem) {
+        self.directory = logDirectory.appending(Self.directoryName)
+        self.fileSystem = fileSystem
+    }
+
+    public static func fileName(lsn: LSN) -> String {
+        let digits = String(lsn.rawValue)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + "." + fileExtension
+    }
+
+    /// Checkpoint files present, newest (highest LSN) first. Leftover temporary files are removed.
+    public func list() throws(LogError) -> [(lsn: LSN, path: FilePath)] {
+        guard fileSystem.fileExists(at: directory) else { return [] }
+        let names: [String]
+        do { names = try fileSystem.contentsOfDirectory(at: directory) } catch { throw .io(error) }
+        var found: [(LSN, FilePath)] = []
+        for name in names {
+            if name.hasSuffix(Self.temporarySuffix) {
+                do { try fileSystem.removeFile(at: directory.appending(name)) } catch { throw .io(error) }
+                continue
+            }
+            let parts = name.split(separator: ".")
+            guard parts.count == 2, parts[1] == Self.fileExtension, parts[0].count == 20, let value = UInt64(parts[0])
+            else { continue }
+            found.append((LSN(value), directory.appending(name)))
+        }
+        return found.sorted { $0.0 > $1.0 }.map { (lsn: $0.0, path: $0.1) }
+    }
+
+    /// Writes a checkpoint durably and returns its path.
+    func save(header: CheckpointHeader, body: (inout CheckpointWriter) throws(LogError) -> Void) throws(LogError) -> FilePath {
+        do {
+            if !fileSystem.fileExists(at: directory) {
+                try fileSystem.createDirectory(at: directory)
+                try fileSystem.syncDirectory(at: directory.parent)
+            }
+        } catch { throw .io(error) }
+        let name = Self.fileName(lsn: header.lsn)
+        let path = directory.appending(name)
+        let temporary = directory.appending(name + Self.temporarySuffix)
+        let handle: any FileHandle
+        do {
+            if fileSystem.fileExists(at: temporary) { try fileSystem.removeFile(at: temporary) }
+            handle = try fileSystem.openFile(at: temporary, options: [.read, .write, .createNew])
+        } catch { throw .io(error) }
+        defer { handle.close() }
+        do throws(LogError) {
+            let headerBytes = header.encoded()
+            do { try handle.write(headerBytes, toAbsoluteOffset: 0) } catch { throw LogError.writeFailed(error) }
+            var writer = CheckpointWriter(handle: handle, header: headerBytes)
+            try body(&writer)
+            try writer.finish()
+            do { try handle.synchronizeData() } catch { throw LogError.syncFailed(error) }
+            do {
+                try fileSystem.rename(from: temporary, to: path)
+                try fileSystem.syncDirectory(at: directory)
+            } catch { throw LogError.io(error) }
+        } catch {
+            try? fileSystem.removeFile(at: temporary)
+            throw error
+        }
+        return path
+    }
+
+    /// Opens a checkpoint and checks its header and trailer; the body's CRC is checked by
+    /// ``CheckpointStore/finish(_:)`` once a restore has read it.
+    func open(_ path: FilePath, kind: String) throws(StateMachineError) -> (CheckpointHeader, CheckpointReader) {
+        do {
+            let handle = try fileSystem.openFile(at: path, options: [.read])
+            let size = try handle.size()
+            let minimum = Int64(CheckpointHeader.byteCount + CheckpointHeader.trailerByteCount)
+            guard size >= minimum else { throw StateMachineError("checkpoint \(path) is \(size) bytes, too short") }
+            let headerBytes = try handle.read(count: CheckpointHeader.byteCount, fromAbsoluteOffset: 0)
+            guard let header = CheckpointHeader.decode(headerBytes) else {
+                throw StateMachineError("checkpoint \(path): bad header (magic, CRC or version)")
+            }
+            guard header.kind == kind else {
+                throw StateMachineError("checkpoint \(path) holds a '\(header.kind)' state, not '\(kind)'")
+            }
+            let trailer = try handle.read(
+                count: CheckpointHeader.trailerByteCount, fromAbsoluteOffset: size - Int64(CheckpointHeader.trailerByteCount))
+            let (magic, bodyLength) = trailer.withUnsafeBytes {
+                (UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)),
+                 UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
+            guard magic == CheckpointHeader.trailerMagic, bodyLength == UInt64(size - minimum) else {
+                throw StateMachineError("checkpoint \(path): bad trailer (incomplete write?)")
+            }
+            return (header, CheckpointReader(handle: handle, path: path, header: headerBytes, bodyLength: Int64(bodyLength)))
+        } catch let error as StateMachineError {
+            throw error
+        } catch {
+            throw StateMachineError("checkpoint \(path): \(error)")
+        }
+    }
+
+    /// Checks the whole-file CRC after a restore consumed the body.
+    func finish(_ reader: CheckpointReader) throws(StateMachineError) {
+        guard reader.isAtEnd else { throw StateMachineError("checkpoint \(reader.path): body not fully consumed") }
+        let trailer: [UInt8]
+        do {
+            trailer = try reader.handle.read(count: CheckpointHeader.trailerByteCount, fromAbsoluteOffset: reader.bodyEnd)
+        } catch { throw StateMachineError("checkpoint \(reader.path): \(error)") }
+        let stored = trailer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) }
+        let computed = CRC32C.checksum(trailer[8..<16], continuing: reader.finalCRC)
+        guard stored == computed else {
+            throw StateMachineError(
+                "checkpoint \(reader.path): CRC mismatch (stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16)))")
+        }
+    }
+
+    /// Removes all but the newest `keep` checkpoints; returns the LSN of the oldest kept one.
+    func prune(keeping keep: Int) throws(LogError) -> LSN? {
+        let all = try list()
+        for old in all.dropFirst(keep) {
+            do { try fileSystem.removeFile(at: old.path) } catch { throw .io(error) }
+        }
+        if all.count > keep { do { try fileSystem.syncDirectory(at: directory) } catch { throw .io(error) } }
+        return all.prefix(keep).last?.lsn
+    }
+}

@@ -1,0 +1,42 @@
+public import ShipLogFormat
+public import ShipLogStorage
+
+/// A deterministic state machine fed by the log.
+///
+/// The host (``StateMachineHost``) guarantees exactly-once, in-order application across
+/// restarts: after recovery the state equals the newest valid checkpoint plus every durable
+/// record after it, applied once, in LSN order.
+public protocol StateMachine: AnyObject {
+    /// An immutable view of the state, captured in O(1) while the host holds its lock and
+    /// written to a checkpoint later without blocking the writer.
+    associatedtype Snapshot: Sendable
+
+    /// Up to 8 ASCII bytes stored in every checkpoint, so a checkpoint of another kind of
+    /// state machine is never restored into this one.
+    static var snapshotKind: String { get }
+
+    /// Applies one record. Must be deterministic: the same records in the same order give the
+    /// same state. Throwing stops the host (the record is not applied).
+    func apply(_ record: UnsafeRawBufferPointer, at lsn: LSN) throws(StateMachineError)
+
+    /// Captures the current state.
+    func captureSnapshot() -> Snapshot
+
+    /// Streams `snapshot` into a checkpoint.
+    static func write(_ snapshot: Snapshot, to output: inout CheckpointWriter) throws(LogError)
+
+    /// Number of entries in `snapshot`, stored in the checkpoint header for humans.
+    static func entryCount(of snapshot: Snapshot) -> UInt64
+
+    /// Replaces the whole state with the one streamed from a checkpoint.
+    func restore(from input: inout CheckpointReader) throws(StateMachineError)
+
+    /// Empties the state (before replaying a log from its start, or after a failed restore).
+    func reset()
+}
+
+/// Why a state machine could not apply a record or restore a checkpoint.
+public struct StateMachineError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

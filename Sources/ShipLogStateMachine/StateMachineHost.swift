@@ -1,0 +1,290 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+public import ShipLogFormat
+public import ShipLogRecovery
+public import ShipLogStorage
+import Synchronization
+
+/// Tunables of a ``StateMachineHost``.
+public struct StateMachineOptions: Sendable {
+    public var log = LogOptions()
+    public var recoveryMode: RecoveryMode = .strict
+    /// Take a checkpoint automatically once this many log bytes were appended since the last
+    /// one; `nil` checkpoints only on demand.
+    public var checkpointIntervalBytes: Int64? = 256 << 20
+    /// Checkpoints kept. A damaged newest checkpoint falls back to the previous one, so the
+    /// log is kept from the oldest kept checkpoint on.
+    public var checkpointsRetained = 2
+    /// Drop log segments that every kept checkpoint covers.
+    public var dropCoveredSegments = true
+
+    public init() {}
+}
+
+/// What opening a state machine found and did.
+public struct StateMachineRecoveryReport: Sendable, CustomStringConvertible {
+    public var log: RecoveryReport
+    /// LSN of the checkpoint restored, `nil` when the state was rebuilt from the log's start.
+    public var checkpointLSN: LSN?
+    /// Checkpoints that could not be used, newest first, with why.
+    public var skippedCheckpoints: [String] = []
+    /// Records replayed from the log after the checkpoint.
+    public var replayedRecords: UInt64 = 0
+    public var replayDuration: Duration = .zero
+
+    public var description: String {
+        var lines = [log.description]
+        for skipped in skippedCheckpoints { lines.append("warning: skipped checkpoint \(skipped)") }
+        lines.append(
+            "restored \(checkpointLSN.map { "checkpoint at LSN \($0)" } ?? "no checkpoint"), replayed "
+                + "\(replayedRecords) records in \(replayDuration)")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A checkpoint that was written.
+public struct CheckpointInfo: Sendable, Hashable {
+    public var lsn: LSN
+    public var path: FilePath
+    public var bytes: Int64
+    public var entries: UInt64
+    public var duration: Duration
+}
+
+/// Runs a ``StateMachine`` on a log: recovery (newest valid checkpoint + replay), in-order
+/// application of appends, checkpoints and the log retention they allow.
+///
+/// Appends are applied in LSN order under the host's lock as soon as the log has assigned
+/// their LSNs; the call returns once the chosen durability is reached. Readers see the state
+/// through ``withMachine(_:)``.
+public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable {
+    // @unchecked: `machine` is touched only under `state`'s lock or before the host is shared.
+    public let log: Log
+    public let machine: Machine
+    public let options: StateMachineOptions
+    public let recoveryReport: StateMachineRecoveryReport
+    let checkpoints: CheckpointStore
+    private let state: Mutex<HostState>
+    private let checkpointQueue = DispatchQueue(label: "shiplog.checkpoint")
+
+    struct HostState {
+        var appliedLSN: LSN
+        var bytesSinceCheckpoint: Int64 = 0
+        var checkpointRunning = false
+        var lastCheckpointError: LogError?
+    }
+
+    public init(
+        directory: FilePath, machine: Machine, options: StateMachineOptions = StateMachineOptions(),
+        fileSystem: any FileSystem = PosixFileSystem()
+    ) throws(LogError) {
+        var logOptions = options.log
+        logOptions.auxiliaryNames.insert(CheckpointStore.directoryName)
+        let (log, logReport) = try LogRecovery.open(
+            directory: directory, options: logOptions, fileSystem: fileSystem, mode: options.recoveryMode)
+        let store = CheckpointStore(logDirectory: directory, fileSystem: fileSystem)
+        var report = StateMachineRecoveryReport(log: logReport)
+        do {
+            try Self.restore(machine: machine, log: log, checkpoints: store, report: &report)
+        } catch {
+            try? log.close()
+            throw error
+        }
+        self.log = log
+        self.machine = machine
+        self.options = options
+        self.checkpoints = store
+        self.recoveryReport = report
+        self.state = Mutex(HostState(appliedLSN: log.writtenLSN))
+    }
+
+    /// Newest valid checkpoint, then every record after it.
+    private static func restore(
+        machine: Machine, log: Log, checkpoints: CheckpointStore, report: inout StateMachineRecoveryReport
+    ) throws(LogError) {
+        let started = ContinuousClock.now
+        machine.reset()
+        var restored: LSN?
+        for candidate in try checkpoints.list() {
+            if candidate.lsn > log.writtenLSN {
+                report.skippedCheckpoints.append(
+                    "\(candidate.path.lastComponent): covers LSN \(candidate.lsn), beyond the log's end \(log.writtenLSN)")
+                continue
+            }
+            do throws(StateMachineError) {
+                var (header, reader) = try checkpoints.open(candidate.path, kind: Machine.snapshotKind)
+                guard header.lsn == candidate.lsn else {
+                    throw StateMachineError("header says LSN \(header.lsn), name says \(candidate.lsn)")
+                }
+                try machine.restore(from: &reader)
+                try checkpoints.finish(reader)
+                restored = header.lsn
+                break
+            } catch {
+                machine.reset()
+                report.skippedCheckpoints.append("\(candidate.path.lastComponent): \(error)")
+            }
+        }
+        report.checkpointLSN = restored
+        let start = (restored ?? .zero).advanced(by: 1)
+        if start <= log.writtenLSN {
+            guard start >= log.firstLSN else {
+                throw .corruption(
+                    file: CheckpointStore.directoryName, offset: 0, lsnRange: "\(start)...\(log.firstLSN.predecessor)",
+                    reason: "no usable checkpoint covers LSNs the log no longer holds (first retained LSN \(log.firstLSN))")
+            }
+            var replayed: UInt64 = 0
+            do {
+                try log.forEachRecord(from: start) { lsn, record in
+                    try machine.apply(record, at: lsn)
+                    replayed += 1
+                }
+            } catch let error as LogError {
+                throw error
+            } catch {
+                throw .failed(underlying: "replaying the log: \(error)")
+            }
+            report.replayedRecords = replayed
+        }
+        report.replayDuration = ContinuousClock.now - started
+    }
+
+    /// The last LSN applied to the state machine.
+    public var appliedLSN: LSN { state.withLock { $0.appliedLSN } }
+
+    /// Runs `body` with the machine and the last LSN applied to it, while no append is being applied.
+    public func withMachine<T>(_ body: (Machine, LSN) throws -> T) rethrows -> T {
+        try state.withLock { host in try body(machine, host.appliedLSN) }
+    }
+
+    /// Appends `batch`, applies its records, and waits for `durability`.
+    @discardableResult
+    public func append(_ batch: BatchBuilder, durability: Durability) throws(LogError) -> LSNRange {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<LSNRange, LogError>?>(nil)
+        let range = try submit(batch, durability: durability, blockWhenFull: true) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        _ = range
+        return try outcome.withLock { $0! }.get()
+    }
+
+    /// Appends without blocking the calling thread.
+    @discardableResult
+    public func append(_ batch: BatchBuilder, durability: Durability) async throws(LogError) -> LSNRange {
+        await log.waitForWriteBufferSpace()
+        let result: Result<LSNRange, LogError> = await withCheckedContinuation { continuation in
+            do throws(LogError) {
+                _ = try submit(batch, durability: durability, blockWhenFull: false) { continuation.resume(returning: $0) }
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Appends and applies `batch` in LSN order; `completion` runs when `durability` is reached.
+    @discardableResult
+    public func submit(
+        _ batch: BatchBuilder, durability: Durability, blockWhenFull: Bool = true,
+        completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
+    ) throws(LogError) -> LSNRange {
+        guard !batch.isEmpty else { throw .invalidArgument("a batch must hold at least one record") }
+        let encoded = batch.encode(codec: log.options.compression)
+        let (range, checkpointDue) = try state.withLock { (host) throws(LogError) -> (LSNRange, Bool) in
+            let range = try log.submit(encoded, durability: durability, blockWhenFull: blockWhenFull, completion: completion)
+            var lsn = range.first
+            do {
+                try batch.forEachRecord { record in
+                    try machine.apply(record, at: lsn)
+                    lsn = lsn.advanced(by: 1)
+                }
+            } catch {
+                // The record is in the log but the machine refused it: a bug in the machine's
+                // encoder or decoder. Stop here; reopening replays it and fails the same way.
+                throw LogError.failed(underlying: "state machine refused LSN \(lsn): \(error)")
+            }
+            host.appliedLSN = range.last
+            host.bytesSinceCheckpoint += Int64(encoded.byteCount)
+            let due = options.checkpointIntervalBytes.map { host.bytesSinceCheckpoint >= $0 } ?? false
+            if due && !host.checkpointRunning {
+                host.checkpointRunning = true
+                return (range, true)
+            }
+            return (range, false)
+        }
+        if checkpointDue {
+            checkpointQueue.async { [self] in
+                do throws(LogError) { _ = try takeCheckpoint() } catch {
+                    state.withLock { $0.lastCheckpointError = error }
+                }
+                state.withLock { $0.checkpointRunning = false }
+            }
+        }
+        return range
+    }
+
+    /// Takes a checkpoint now (waits for a running automatic one first).
+    @discardableResult
+    public func checkpoint() throws(LogError) -> CheckpointInfo {
+        while true {
+            let acquired = state.withLock { host -> Bool in
+                if host.checkpointRunning { return false }
+                host.checkpointRunning = true
+                return true
+            }
+            if acquired { break }
+            checkpointQueue.sync {}
+        }
+        defer { state.withLock { $0.checkpointRunning = false } }
+        return try takeCheckpoint()
+    }
+
+    /// The error of the last automatic checkpoint, if it failed.
+    public var lastCheckpointError: LogError? { state.withLock { $0.lastCheckpointError } }
+
+    /// Captures the state, makes the log durable through it, streams it to a checkpoint file,
+    /// prunes old checkpoints and drops log segments every kept checkpoint covers.
+    private func takeCheckpoint() throws(LogError) -> CheckpointInfo {
+        let started = ContinuousClock.now
+        let (snapshot, lsn) = state.withLock { host in
+            host.bytesSinceCheckpoint = 0
+            return (machine.captureSnapshot(), host.appliedLSN)
+        }
+        // A checkpoint must never hold a record the log could still lose.
+        try log.sync()
+        let header = CheckpointHeader(
+            lsn: lsn, epoch: log.epoch, createdAt: wallClockNanoseconds(),
+            kind: Machine.snapshotKind, entryCount: Machine.entryCount(of: snapshot))
+        var written: Int64 = 0
+        let path = try checkpoints.save(header: header) { (writer) throws(LogError) in
+            try Machine.write(snapshot, to: &writer)
+            written = writer.offset
+        }
+        if let oldestKept = try checkpoints.prune(keeping: max(1, options.checkpointsRetained)),
+            options.dropCoveredSegments
+        {
+            try log.removeSegments(before: oldestKept.advanced(by: 1))
+        }
+        return CheckpointInfo(
+            lsn: lsn, path: path, bytes: written + Int64(CheckpointHeader.trailerByteCount),
+            entries: header.entryCount, duration: ContinuousClock.now - started)
+    }
+
+    /// Waits for a running checkpoint, then closes the log.
+    public func close() throws(LogError) {
+        checkpointQueue.sync {}
+        try log.close()
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+func wallClockNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
