@@ -52,12 +52,22 @@ public enum LogRecovery {
         return (log, report)
     }
 
+    /// Creates the directory (and missing ancestors), each made durable in its parent, and
+    /// fsyncs the directory itself, so that every segment name found in it is durable before
+    /// anything written into those segments is acknowledged.
     private static func prepareDirectory(_ directory: FilePath, fileSystem: any FileSystem) throws(LogError) {
         do {
-            if !fileSystem.fileExists(at: directory) {
-                try fileSystem.createDirectory(at: directory)
-                try fileSystem.syncDirectory(at: directory.parent)
+            var missing: [FilePath] = []
+            var path = directory
+            while !fileSystem.fileExists(at: path) && path.parent != path {
+                missing.append(path)
+                path = path.parent
             }
+            for created in missing.reversed() {
+                try fileSystem.createDirectory(at: created)
+                try fileSystem.syncDirectory(at: created.parent)
+            }
+            try fileSystem.syncDirectory(at: directory)
         } catch { throw .io(error) }
     }
 }

@@ -44,6 +44,9 @@ extension Log {
             let now = monotonicNanoseconds()
             if let file = activeFile, needsSync(now: now) {
                 let target = state.writtenLSN
+                // This sync serves the interval deadline; appends arriving meanwhile set a new one.
+                let servedDeadline = state.syncDeadline
+                state.syncDeadline = nil
                 lock.unlock()
                 let syncStarted = monotonicNanoseconds()
                 let outcome: Result<Void, LogError>
@@ -59,7 +62,11 @@ extension Log {
                 switch outcome {
                 case .success:
                     state.syncedLSN = max(state.syncedLSN, target)
-                    if let deadline = state.syncDeadline, deadline <= now { state.syncDeadline = nil }
+                    if let servedDeadline, state.writtenLSN > target {
+                        // Interval appends assigned before the sync but written after it started
+                        // are not covered: keep their deadline (an earlier one is harmless).
+                        state.syncDeadline = min(state.syncDeadline ?? servedDeadline, servedDeadline)
+                    }
                     let waiting = state.syncWaiters.count
                     let synced = state.syncedLSN
                     completions.take(&state.syncWaiters, through: synced, result: { .success($0) })
@@ -78,6 +85,9 @@ extension Log {
             }
             if state.closing && (state.pending.isEmpty || state.failure != nil) {
                 break
+            }
+            if let deadline = state.syncDeadline, deadline <= now, state.syncedLSN >= state.writtenLSN {
+                state.syncDeadline = nil  // everything written is synced: nothing left to serve
             }
             var wakeAt = state.failure == nil ? state.syncDeadline : nil
             if state.failure == nil, !state.syncWaiters.isEmpty, state.syncGatherDeadline > now {
@@ -151,6 +161,7 @@ extension Log {
         let temporary = directory.appending(name + SegmentName.temporarySuffix)
         if fileSystem.fileExists(at: temporary) { try fileSystem.removeFile(at: temporary) }
         let handle = try fileSystem.openFile(at: temporary, options: [.read, .write, .createNew])
+        var renamed = false
         do {
             try handle.write(header.encoded(), toAbsoluteOffset: 0)
             if options.preallocateSegments {
@@ -164,13 +175,17 @@ extension Log {
             }
             try handle.synchronizeData()
             try fileSystem.rename(from: temporary, to: path)
+            renamed = true
             try fileSystem.syncDirectory(at: directory)
         } catch {
             handle.close()
-            try? fileSystem.removeFile(at: temporary)
+            try? fileSystem.removeFile(at: renamed ? path : temporary)  // it holds no batch yet
             throw error
         }
-        return SegmentFile(path: path, handle: handle, header: header)
+        handle.close()
+        // Reopen under the final name, so that errors name the segment, not the temporary file.
+        let final = try fileSystem.openFile(at: path, options: [.read, .write])
+        return SegmentFile(path: path, handle: final, header: header)
     }
 
     /// Makes an operation's outcome visible (lock held) and collects the completions it allows.

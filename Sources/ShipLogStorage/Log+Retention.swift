@@ -49,10 +49,17 @@ extension Log {
             return removed
         }
         guard !removed.isEmpty else { return [] }
+        var unlinked = 0
         do {
-            for entry in removed { try fileSystem.removeFile(at: entry.file.path) }
+            for entry in removed {
+                try fileSystem.removeFile(at: entry.file.path)
+                unlinked += 1
+            }
             try fileSystem.syncDirectory(at: directory)
         } catch {
+            // Segments that are still on disk stay in the log (readers may still use them).
+            let kept = Array(removed[unlinked...])
+            if !kept.isEmpty { lock.withLock { state.segments.insert(contentsOf: kept, at: 0) } }
             throw .io(error)
         }
         return removed.map {

@@ -58,6 +58,7 @@ public final class LogDirectoryReader {
                 }
                 file = nil
             case .notYet:
+                reader = nil  // segments are preallocated: new data shows up without the size changing
                 return nil
             }
         }

@@ -73,6 +73,8 @@ struct PowerLossRun {
     var stats = RunStatistics()
     /// A retention call failed part-way (an unlink threw).
     var failedRemoval = false
+    /// An fdatasync failed with the simulator's fsyncgate behaviour (unsynced pages dropped).
+    var failedSyncDroppedData = false
 
     init(seed: UInt64) {
         self.seed = seed
@@ -182,8 +184,9 @@ struct PowerLossRun {
 
     mutating func note(_ line: String) { trace.append(line) }
 
-    mutating func failure(_ cycle: Int, _ problems: [String], lastSealed: String? = nil) -> RunFailure {
-        let known = KnownBug.classify(problems, lastSegmentSealedAtOpen: lastSealed, afterFailedRemoval: failedRemoval)
+    mutating func failure(_ cycle: Int, _ problems: [String]) -> RunFailure {
+        let known = KnownBug.classify(
+            problems, afterFailedRemoval: failedRemoval, afterFailedSyncDroppedData: failedSyncDroppedData)
         if let known { stats.knownBugSeeds[known, default: 0] += 1 }
         return RunFailure(
             seed: seed, cycle: cycle, problems: problems, trace: trace, deterministic: deterministic, knownBug: known)
@@ -239,7 +242,6 @@ struct PowerLossRun {
                     + (report.removedTemporaryFiles.isEmpty ? "" : ", removed \(report.removedTemporaryFiles)")
                     + "; expected durable through \(expect.requiredThrough), start in \(expect.startsNoEarlierThan)...\(expect.startsNoLaterThan)")
             var checkRNG = SplitMix64(seed: rng.next())
-            let lastSealed = log.segments.last.flatMap { $0.isSealed ? $0.fileName : nil }
             var problems = checkRecovered(
                 log, model: model, expect: expect, fileSystem: power, directory: Self.directory, rng: &checkRNG
             ).filter { problem in
@@ -251,7 +253,7 @@ struct PowerLossRun {
             if !problems.isEmpty {
                 power.cut(.processDeath)
                 try? log.close()
-                return failure(cycle, problems, lastSealed: lastSealed)
+                return failure(cycle, problems)
             }
             let last = log.nextLSN.rawValue - 1
             model.truncate(after: last)
@@ -373,6 +375,7 @@ struct PowerLossRun {
                 note("c\(cycle) inject \(fault)")
             case .failedSync(let at) where at == step:
                 simulator.failSyncs(times: 1)
+                failedSyncDroppedData = true
                 stats.faultsInjected += 1
                 note("c\(cycle) next fdatasync fails (fsyncgate: drops unsynced data)")
             default: break
@@ -606,14 +609,11 @@ func monotonicSeconds() -> Double {
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
-/// Engine bugs this suite found, each with a minimal test of its own (KnownBugTests.swift).
-/// The seeded suite reports their instances as known issues so that it stays useful (green
-/// unless something new breaks) until they are fixed.
+/// Engine bugs this suite found that are not fixed yet, each with a minimal test of its own
+/// (KnownBugTests.swift). The seeded suite reports their instances as known issues so that it
+/// stays useful (green unless something new breaks) until they are fixed; remove a case when
+/// its bug is fixed, so that a regression fails loudly.
 enum KnownBug: String, CaseIterable, Sendable {
-    case tornBatchAtEndOfFile = "SegmentScanner: a batch cut off by the end of the file is not a torn write"
-    case lastSegmentFooterTrusted = "recovery trusts the footer of the last segment without checking its batches"
-    case recoveredSealedSegmentNotSynced =
-        "recovery does not fdatasync a last segment it opens by its footer (a seal cut short by a process death)"
     case recoveredDirectoryNotSynced =
         "recovery does not fsync the directory: a segment whose creation was cut short vanishes after power loss"
     case recoveredPageCacheAfterFailedSync =
@@ -622,26 +622,20 @@ enum KnownBug: String, CaseIterable, Sendable {
     case retentionForgetsSegmentsItFailedToRemove =
         "retention forgets segments whose unlink failed; a later removal leaves a gap and the log no longer opens"
 
+    /// The known bug `problems` are an instance of, given what the seed did before.
     static func classify(
-        _ problems: [String], lastSegmentSealedAtOpen lastSealed: String?, afterFailedRemoval: Bool = false
+        _ problems: [String], afterFailedRemoval: Bool = false, afterFailedSyncDroppedData: Bool = false
     ) -> KnownBug? {
-        if afterFailedRemoval, problems.contains(where: { $0.contains("are missing: a segment is gone") }) {
-            return .retentionForgetsSegmentsItFailedToRemove
-        }
         if problems.contains(where: { $0.contains(".interval(1 ms) append") && $0.contains("was not synced after") }) {
             return .intervalDeadlineLost
         }
-        if problems.contains(where: { $0.contains("file ends inside a batch; the damaged bytes were fully written") }) {
-            return .tornBatchAtEndOfFile
+        if afterFailedRemoval, problems.contains(where: { $0.contains("are missing: a segment is gone") }) {
+            return .retentionForgetsSegmentsItFailedToRemove
         }
-        if let lastSealed, problems.contains(where: { !$0.hasPrefix("not durable") && $0.contains(lastSealed) }) {
-            return .lastSegmentFooterTrusted
-        }
-        if let problem = problems.first(where: { $0.hasPrefix("not durable after recovery") }) {
-            if problem.contains("no durable directory entry") { return .recoveredDirectoryNotSynced }
-            if problem.contains("(sealed") { return .recoveredSealedSegmentNotSynced }
-            return .recoveredPageCacheAfterFailedSync
-        }
+        let notDurable = problems.filter { $0.hasPrefix("not durable after recovery") }
+        guard !notDurable.isEmpty, notDurable.count == problems.count else { return nil }
+        if notDurable.allSatisfy({ $0.contains("no durable directory entry") }) { return .recoveredDirectoryNotSynced }
+        if afterFailedSyncDroppedData { return .recoveredPageCacheAfterFailedSync }
         return nil
     }
 }

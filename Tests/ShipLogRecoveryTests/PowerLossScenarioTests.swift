@@ -91,10 +91,10 @@ struct RollCalls {
             let (scenario, snapshot) = try Self.frozenRoll(preallocate: preallocate, cutBefore: index)
             let written = max(scenario.model.durableThrough, scenario.ledger.snapshot.written)
             for seed in UInt64(0)..<4 {
-                let (problems, lastSealed) = scenario.check(snapshot.clone(), requiredThrough: written, secondCrashSeed: seed)
+                let problems = scenario.check(snapshot.clone(), requiredThrough: written, secondCrashSeed: seed)
                 if !problems.isEmpty {
                     recordProblems(
-                        problems, lastSealed: lastSealed,
+                        problems,
                         context: "process death before \(label), preallocate \(preallocate), then power loss (seed \(seed))")
                     break
                 }
@@ -119,9 +119,9 @@ struct RollCalls {
             #expect(log.segments.count == 1 && log.segments[0].isSealed, "seed \(seed)")
             #expect(log.nextLSN.rawValue - 1 == sealedThrough, "seed \(seed)")
             try log.close()
-            let (problems, lastSealed) = scenario.check(copy, requiredThrough: sealedThrough, secondCrashSeed: seed)
+            let problems = scenario.check(copy, requiredThrough: sealedThrough, secondCrashSeed: seed)
             if !problems.isEmpty {
-                recordProblems(problems, lastSealed: lastSealed, context: "crash right after a seal, seed \(seed)")
+                recordProblems(problems, context: "crash right after a seal, seed \(seed)")
             }
         }
     }
@@ -177,11 +177,11 @@ struct RollCalls {
         // Process death instead: reopen without them, append, then lose power (they reappear
         // under a log that has moved on).
         for seed in UInt64(0)..<8 {
-            let (problems, lastSealed) = scenario.check(
+            let problems = scenario.check(
                 snapshot.clone(), requiredThrough: scenario.model.durableThrough, secondCrashSeed: seed)
             if !problems.isEmpty {
                 recordProblems(
-                    problems, lastSealed: lastSealed,
+                    problems,
                     context: "process death after retention unlinked segments, then power loss (seed \(seed))")
             }
         }

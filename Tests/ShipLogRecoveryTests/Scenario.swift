@@ -65,15 +65,14 @@ struct Scenario {
     /// Then appends and checks that a second crash (`secondCrashSeed`) keeps it all.
     func check(
         _ simulator: SimulatedFileSystem, requiredThrough: UInt64, secondCrashSeed: UInt64? = nil
-    ) -> (problems: [String], lastSealed: String?) {
+    ) -> [String] {
         let power = PowerSwitch(simulator)
         let log: Log
         do {
             log = try open(power).log
         } catch {
-            return (["reopening threw (a crash state was refused): \(error)"], nil)
+            return ["reopening threw (a crash state was refused): \(error)"]
         }
-        let lastSealed = log.segments.last.flatMap { $0.isSealed ? $0.fileName : nil }
         var rng = SplitMix64(seed: requiredThrough)
         var problems = checkRecovered(
             log, model: model,
@@ -96,13 +95,12 @@ struct Scenario {
             next.noteClaims(log)
             power.cut(.powerLoss(seed: secondCrashSeed))
             try? log.close()
-            let again = next.check(simulator, requiredThrough: next.model.durableThrough)
-            problems += again.problems.map { "after a second crash: \($0)" }
-            return (problems, again.lastSealed ?? lastSealed)
+            problems += next.check(simulator, requiredThrough: next.model.durableThrough).map { "after a second crash: \($0)" }
+            return problems
         }
         power.cut(.processDeath)
         try? log.close()
-        return (problems, lastSealed)
+        return problems
     }
 
     /// Crashes copies of `snapshot` with each seed and checks them; records an issue per failing
@@ -116,21 +114,19 @@ struct Scenario {
         for seed in seeds {
             let copy = snapshot.clone()
             copy.crash(seed: seed)
-            let (problems, lastSealed) = check(copy, requiredThrough: requiredThrough, secondCrashSeed: seed &+ 0x9E37)
+            let problems = check(copy, requiredThrough: requiredThrough, secondCrashSeed: seed &+ 0x9E37)
             guard !problems.isEmpty else { continue }
             failing.append(seed)
-            recordProblems(problems, lastSealed: lastSealed, context: "\(context), crash seed \(seed)", sourceLocation: sourceLocation)
+            recordProblems(problems, context: "\(context), crash seed \(seed)", sourceLocation: sourceLocation)
         }
         return failing
     }
 }
 
 /// Records problems as an issue, or as a known issue when they are an instance of a known bug.
-func recordProblems(
-    _ problems: [String], lastSealed: String?, context: String, sourceLocation: SourceLocation = #_sourceLocation
-) {
+func recordProblems(_ problems: [String], context: String, sourceLocation: SourceLocation = #_sourceLocation) {
     let text = "\(context):\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
-    if let bug = KnownBug.classify(problems, lastSegmentSealedAtOpen: lastSealed) {
+    if let bug = KnownBug.classify(problems) {
         withKnownIssue(Comment(rawValue: bug.rawValue), isIntermittent: true) {
             Issue.record(Comment(rawValue: text), sourceLocation: sourceLocation)
         }

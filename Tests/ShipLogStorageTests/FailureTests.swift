@@ -172,9 +172,7 @@ private func expectEverythingFails(
             }
             #expect(error.errno == EIO)
             #expect(error.operation == .sync)
-            withKnownIssue("BUG: errors of a segment created by this log name its temporary file (Log+IO.swift createSegment)") {
-                #expect(error.path.lastComponent == SegmentName.fileName(baseLSN: .first), "the error names the segment: \(error)")
-            }
+            #expect(error.path.lastComponent == SegmentName.fileName(baseLSN: .first), "the error names the segment: \(error)")
             #expect(log.durableLSN == LSN(10), "the failed sync must not advance the durable LSN")
             await expectEverythingFails(on: log, stoppedBy: \.isSyncFailed)
             #expect(log.durableLSN == LSN(10))
