@@ -46,5 +46,20 @@ soak: deps
 	SHIPLOG_SEEDS=$(SOAK_SEEDS) $(SWIFT) test --skip-build --filter ShipLogRecoveryTests
 	SHIPLOG_KILLS=$(SOAK_KILLS) $(SWIFT) test --skip-build --filter KillNineTests
 
+# Coverage-guided fuzzing: libFuzzer + ASan targets built outside SwiftPM (Fuzz/README.md).
+# A crash, broken invariant, timeout or over-limit allocation fails the run and prints the
+# reproducer (under .build-fuzz/findings/). Committed regressions replay before every run.
+FUZZ_TARGETS := batch_decoder segment_scanner segment_scanner_big footer_decoder
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 30
+
+fuzz: deps
+	Fuzz/build.sh
+	@fail=0; for t in $(FUZZ_TARGETS); do Fuzz/run.sh $$t $(FUZZ_SECONDS) || fail=1; done; exit $$fail
+
+fuzz-smoke: deps
+	Fuzz/build.sh
+	@fail=0; for t in $(FUZZ_TARGETS); do Fuzz/run.sh $$t $(FUZZ_SMOKE_SECONDS) || fail=1; done; exit $$fail
+
 clean:
 	rm -rf .build .build-fuzz
