@@ -13,16 +13,19 @@ import Darwin
 //
 //     [object header][BTreeNodeHeader][BTreeEntry × maxCount][child × maxCount (internal only)]
 //
-// Heap (`header.heap`, malloc'd, grown with realloc): the key bytes of every entry, each
+// Heap (`head.heap`, malloc'd, grown with realloc): the key bytes of every entry, each
 // followed in leaves by its value bytes when the value is inline. Entries are appended;
 // overwritten and removed bytes become garbage, reclaimed when the heap is compacted (when it
 // would otherwise grow, or when more than half of it is garbage).
 //
-// Entry i (16 bytes) describes key i; entries are kept in key order. Its `prefix` is the first
-// 8 bytes of the key, big-endian, zero-padded: comparing prefixes as integers orders most keys
-// without touching the heap. Search counts the prefixes below the key's in one linear pass
-// (independent loads, so a cold node costs about one memory latency, not one per probe), then
-// compares full keys only among entries with an equal prefix.
+// Entry i (16 bytes) describes key i; entries are kept in key order. All keys of a node share
+// their first `skip` bytes (0...16, kept in the header: prefix truncation), and an entry's
+// `prefix` is the next 8 bytes of its key, big-endian, zero-padded: comparing prefixes as
+// integers orders most keys without touching the heap, even keys with long common prefixes.
+// Search counts the prefixes below the key's in one linear pass over all entries (independent
+// loads, so a cold node costs about one memory latency, not one per probe of a binary search),
+// then compares full keys only among entries with an equal prefix. Unused entries hold the
+// prefix UInt64.max, so the pass need not wait for `count`.
 //
 // Internal nodes hold `count` children; entry i is child i and its lower bound (every key in
 // child i is >= key i, and < key i+1). Key 0 is always empty (it would be the parent's bound).
@@ -83,6 +86,11 @@ struct BTreeEntry {
 struct BTreeNodeHeader {
     var count: Int
     let isLeaf: Bool
+    /// The number of leading bytes every key shares (internal nodes: every key but key 0), at
+    /// most 16; they are `common0` and `common1`, big-endian, zero-padded.
+    var skip: Int
+    var common0: UInt64
+    var common1: UInt64
     var heap: UnsafeMutableRawPointer
     var heapCapacity: Int
     /// Bytes in use at the start of the heap, garbage included.
@@ -143,7 +151,8 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         let node = unsafeDowncast(
             create(minimumCapacity: entries) { _ in
                 BTreeNodeHeader(
-                    count: 0, isLeaf: isLeaf, heap: malloc(capacity)!, heapCapacity: capacity, heapEnd: 0,
+                    count: 0, isLeaf: isLeaf, skip: 0, common0: 0, common1: 0, heap: malloc(capacity)!,
+                    heapCapacity: capacity, heapEnd: 0,
                     heapGarbage: 0, outOfLine: [])
             }, to: BTreeNode.self)
         node.entries.initialize(repeating: BTreeEntry(prefix: .max, slot: 0), count: node.maxCount)
@@ -191,15 +200,17 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
     }
     func keyArray(_ i: Int) -> [UInt8] { Array(key(i)) }
 
-    /// Key `i`, whose prefix equals `key.prefix`, compared with `key`: negative, zero or positive.
+    /// Key `i`, whose prefix equals that of `key` (both after the node's `skip` common bytes),
+    /// compared with `key`: negative, zero or positive.
     @inline(__always)
-    func compareTail(_ i: Int, _ key: BTreeKey) -> Int {
+    func compareTail(_ i: Int, _ key: BTreeKey, skip: Int) -> Int {
         let entry = entries[i]
         let length = entry.keyLength
         let n = min(length, key.count)
-        // Equal prefixes: the first min(8, n) bytes are equal. Compare the rest 8 bytes at a time.
+        // The first `skip` bytes are common, the next 8 (up to n) equal by the prefixes.
+        // Compare the rest 8 bytes at a time.
         let stored = UnsafeRawPointer(heap + entry.offset)
-        var offset = 8
+        var offset = skip &+ 8
         if n &- offset > 64 {
             let c = memcmp(stored + offset, key.base + offset, n &- offset)
             if c != 0 { return Int(c) }
@@ -220,21 +231,41 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         return length &- key.count
     }
 
-    /// Key `i` compared with `key`: negative, zero or positive.
+    /// A mask of the first `n` (0...8) bytes of a big-endian word.
     @inline(__always)
-    func compare(_ i: Int, _ key: BTreeKey) -> Int {
-        let p = entries[i].prefix
-        if p != key.prefix { return p < key.prefix ? -1 : 1 }
-        return compareTail(i, key)
+    static func mask(_ n: Int) -> UInt64 { n == 0 ? 0 : ~0 &<< UInt64(64 &- 8 &* n) }
+
+    /// `key` against the node's common bytes: negative when it orders before every key of the
+    /// node, positive when after, zero when it starts with them.
+    @inline(__always)
+    func compareCommon(_ key: BTreeKey, skip: Int) -> Int {
+        let h = head
+        let n = min(skip, key.count)
+        let n0 = min(n, 8)
+        let k0 = BTreeKey.prefix(key.base, n0)
+        let c0 = h.pointee.common0 & Self.mask(n0)
+        if k0 != c0 { return k0 < c0 ? -1 : 1 }
+        if n > 8 {
+            let k1 = BTreeKey.prefix(key.base + 8, n &- 8)
+            let c1 = h.pointee.common1 & Self.mask(n &- 8)
+            if k1 != c1 { return k1 < c1 ? -1 : 1 }
+        }
+        // A proper prefix of the common bytes orders first.
+        return key.count < skip ? -1 : 0
     }
 
     /// The first index in `start..<count` whose key is >= `key`, and whether it is equal.
     @inline(__always)
     func find(_ key: BTreeKey, start: Int = 0) -> (index: Int, found: Bool) {
         let entries = self.entries
-        let prefix = key.prefix
-        // Count the prefixes below the key's, over all entries: unused ones hold UInt64.max,
-        // which is never below, so the loads need not wait for `count` and run in parallel.
+        let skip = head.pointee.skip
+        var prefix = key.prefix
+        if skip > 0 {
+            let c = compareCommon(key, skip: skip)
+            if c != 0 { return (c < 0 ? start : count, false) }
+            prefix = BTreeKey.prefix(key.base + skip, key.count &- skip)
+        }
+        // Count the prefixes below the key's, over all entries.
         var below = 0
         for i in 0..<BTreeLayout.leafCapacity where entries[i].prefix < prefix { below &+= 1 }
         let n = count
@@ -246,7 +277,8 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         var high = n
         while low < high {
             let mid = (low &+ high) &>> 1
-            let c = compare(mid, key)
+            let p = entries[mid].prefix
+            let c = p != prefix ? (p < prefix ? -1 : 1) : compareTail(mid, key, skip: skip)
             if c < 0 {
                 low = mid &+ 1
             } else if c > 0 {
@@ -280,7 +312,8 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
     func withValue<R>(at i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         let entry = entries[i]
         if !entry.isOutOfLine {
-            return try body(UnsafeRawBufferPointer(start: heap + entry.offset + entry.keyLength, count: entry.inlineLength))
+            return try body(
+                UnsafeRawBufferPointer(start: heap + entry.offset + entry.keyLength, count: entry.inlineLength))
         }
         return try head.pointee.outOfLine[entry.outOfLineIndex].withUnsafeBytes(body)
     }
@@ -290,7 +323,8 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
     func value(at i: Int) -> [UInt8] {
         let entry = entries[i]
         if !entry.isOutOfLine {
-            return Array(UnsafeRawBufferPointer(start: heap + entry.offset + entry.keyLength, count: entry.inlineLength))
+            return Array(
+                UnsafeRawBufferPointer(start: heap + entry.offset + entry.keyLength, count: entry.inlineLength))
         }
         return head.pointee.outOfLine[entry.outOfLineIndex]
     }
@@ -401,6 +435,73 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         return h.pointee.outOfLine.count - 1
     }
 
+    // MARK: Prefix truncation
+
+    /// The prefix of a key of this node (`key` 0 of an internal node has prefix 0).
+    @inline(__always)
+    func entryPrefix(_ base: UnsafeRawPointer, _ length: Int, at i: Int) -> UInt64 {
+        let skip = head.pointee.skip
+        if !isLeaf && i == 0 { return 0 }
+        return BTreeKey.prefix(base + skip, length &- skip)
+    }
+
+    /// Lowers `skip` to what `key`, about to join the node, shares with its common bytes.
+    @inline(__always)
+    func admit(_ key: BTreeKey) {
+        let h = head
+        let skip = h.pointee.skip
+        guard skip > 0 else { return }
+        let n = min(skip, key.count)
+        let n0 = min(n, 8)
+        var shared = min(n0, (BTreeKey.prefix(key.base, n0) ^ h.pointee.common0).leadingZeroBitCount / 8)
+        if shared == 8 && n > 8 {
+            shared += min(n - 8, (BTreeKey.prefix(key.base + 8, n - 8) ^ h.pointee.common1).leadingZeroBitCount / 8)
+        }
+        if shared < skip { setSkip(shared, from: nil) }
+    }
+
+    /// Sets `skip`, the common bytes (from `key`, or the current ones truncated), and every prefix.
+    func setSkip(_ skip: Int, from key: UnsafeRawPointer?) {
+        let h = head
+        if let key {
+            h.pointee.common0 = BTreeKey.prefix(key, min(skip, 8))
+            h.pointee.common1 = skip > 8 ? BTreeKey.prefix(key + 8, skip - 8) : 0
+        } else {
+            h.pointee.common0 &= Self.mask(min(skip, 8))
+            h.pointee.common1 &= Self.mask(max(skip - 8, 0))
+        }
+        h.pointee.skip = skip
+        let entries = self.entries
+        for i in 0..<h.pointee.count {
+            entries[i].prefix = entryPrefix(keyBase(i), entries[i].keyLength, at: i)
+        }
+    }
+
+    /// Takes the common bytes of `other`, before taking keys from it (this node is empty).
+    func adoptSkip(of other: BTreeNode) {
+        head.pointee.skip = other.head.pointee.skip
+        head.pointee.common0 = other.head.pointee.common0
+        head.pointee.common1 = other.head.pointee.common1
+    }
+
+    /// Sets `skip` to the longest common prefix of the keys (up to 16 bytes), after the keys
+    /// changed wholesale (a split, merge or rebalance).
+    func resetSkip() {
+        let n = count
+        let first = isLeaf ? 0 : 1
+        guard n > first else {
+            setSkip(0, from: nil)
+            return
+        }
+        // Sorted keys: what the first and last share, all share.
+        let a = key(first)
+        let b = key(n - 1)
+        var shared = 0
+        let limit = min(16, a.count, b.count)
+        while shared < limit && a[shared] == b[shared] { shared += 1 }
+        setSkip(shared, from: a.baseAddress)
+    }
+
     // MARK: Changing entries (the node is uniquely referenced)
 
     /// Moves entries `i..<count` to `i + n..<count + n`.
@@ -419,6 +520,7 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         at i: Int, key: BTreeKey, value: UnsafeRawBufferPointer, outOfLine: [UInt8]?, child: BTreeNode?
     ) {
         let inlineLength = outOfLine == nil ? value.count : 0
+        if isLeaf || i > 0 { admit(key) }
         reserveHeap(key.count &+ inlineLength)
         let offset = appendToHeap(key.base, key.count)
         if inlineLength > 0 { _ = appendToHeap(value.baseAddress!, inlineLength) }
@@ -429,7 +531,10 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
                 BTreeEntry.slot(offset: offset, keyLength: key.count, inlineLength: inlineLength)
             }
         openGap(at: i, 1)
-        entries[i] = BTreeEntry(prefix: key.prefix, slot: slot)
+        let skip = head.pointee.skip
+        let prefix =
+            !isLeaf && i == 0 ? 0 : skip == 0 ? key.prefix : BTreeKey.prefix(key.base + skip, key.count &- skip)
+        entries[i] = BTreeEntry(prefix: prefix, slot: slot)
         if let child { (children + i).initialize(to: child) }
         head.pointee.count &+= 1
     }
@@ -443,7 +548,16 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         let sourceEntries = source.entries
         let sourceHeap = source.heap
         var bytes = 0
-        for k in range { bytes &+= sourceEntries[k].heapBytes }
+        for k in range {
+            bytes &+= sourceEntries[k].heapBytes
+            if isLeaf || k > 0 {
+                admit(BTreeKey(base: sourceHeap + sourceEntries[k].offset, count: sourceEntries[k].keyLength))
+            }
+        }
+        // Same common bytes: the source's prefixes are right here too.
+        let samePrefixes =
+            source.head.pointee.skip == head.pointee.skip && source.head.pointee.common0 == head.pointee.common0
+            && source.head.pointee.common1 == head.pointee.common1
         reserveHeap(bytes)
         openGap(at: i, n)
         let entries = self.entries
@@ -457,6 +571,11 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
                 entry.slot = BTreeEntry.slot(offset: offset, keyLength: entry.keyLength, outOfLineIndex: index)
             } else {
                 entry.setOffset(offset)
+            }
+            if !isLeaf && t == 0 {
+                entry.prefix = 0
+            } else if !samePrefixes || (!isLeaf && k == 0) {
+                entry.prefix = entryPrefix(sourceHeap + sourceEntries[k].offset, entry.keyLength, at: t)
             }
             entries[t] = entry
             if !isLeaf { (children + t).initialize(to: source.children[k]) }
@@ -485,6 +604,9 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         h.pointee.count -= n
         (entries + h.pointee.count).update(repeating: BTreeEntry(prefix: .max, slot: 0), count: n)
         if h.pointee.count == 0 {
+            h.pointee.skip = 0
+            h.pointee.common0 = 0
+            h.pointee.common1 = 0
             h.pointee.heapEnd = 0
             h.pointee.heapGarbage = 0
             h.pointee.outOfLine = []
@@ -493,6 +615,7 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
 
     /// Internal nodes: replaces key `i` with `key` (which must not point into this node's heap).
     func replaceKey(at i: Int, with key: BTreeKey) {
+        if i > 0 { admit(key) }
         let h = head
         let old = entries[i]
         var offset = old.offset
@@ -504,7 +627,9 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
             offset = appendToHeap(key.base, key.count)
             h.pointee.heapGarbage &+= old.keyLength
         }
-        entries[i] = BTreeEntry(prefix: key.prefix, slot: BTreeEntry.slot(offset: offset, keyLength: key.count, inlineLength: 0))
+        let prefix = i == 0 ? 0 : BTreeKey.prefix(key.base + h.pointee.skip, key.count &- h.pointee.skip)
+        entries[i] = BTreeEntry(
+            prefix: prefix, slot: BTreeEntry.slot(offset: offset, keyLength: key.count, inlineLength: 0))
     }
 
     /// Leaves: replaces value `i`, returning the old one when asked.
@@ -527,10 +652,12 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         if !entry.isOutOfLine && value.count <= entry.inlineLength {
             // Fits where the old value was.
             if value.count > 0 {
-                (h.pointee.heap + entry.offset + entry.keyLength).copyMemory(from: value.baseAddress!, byteCount: value.count)
+                (h.pointee.heap + entry.offset + entry.keyLength).copyMemory(
+                    from: value.baseAddress!, byteCount: value.count)
             }
             h.pointee.heapGarbage &+= entry.inlineLength &- value.count
-            entries[i].slot = BTreeEntry.slot(offset: entry.offset, keyLength: entry.keyLength, inlineLength: value.count)
+            entries[i].slot = BTreeEntry.slot(
+                offset: entry.offset, keyLength: entry.keyLength, inlineLength: value.count)
             return old
         }
         // Key and value are contiguous: write both anew at the end. Reserving may compact,
@@ -554,6 +681,7 @@ final class BTreeNode: ManagedBuffer<BTreeNodeHeader, BTreeEntry> {
         let h = head
         let live = h.pointee.heapEnd - h.pointee.heapGarbage
         let node = BTreeNode.make(isLeaf: isLeaf, heapCapacity: live + live / 8)
+        node.adoptSkip(of: self)
         node.insertEntries(from: self, 0..<h.pointee.count, at: 0)
         return node
     }

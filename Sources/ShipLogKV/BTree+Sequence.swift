@@ -96,6 +96,11 @@ extension BTreeNode {
         func fail(_ message: String) -> Never {
             preconditionFailure("BTree: \(isLeaf ? "leaf" : "internal node") at depth \(depth): \(message)")
         }
+        if h.skip < 0 || h.skip > 16 || h.common0 & ~Self.mask(min(h.skip, 8)) != 0
+            || h.common1 & ~Self.mask(max(h.skip - 8, 0)) != 0
+        {
+            fail("common bytes \(h.common0) \(h.common1) beyond skip \(h.skip)")
+        }
         // Fill.
         if n > maxCount { fail("\(n) entries exceed capacity \(maxCount)") }
         if isRoot {
@@ -115,7 +120,16 @@ extension BTreeNode {
             let entry = entries[i]
             if entry.offset + entry.heapBytes > h.heapEnd { fail("entry \(i) past the heap end") }
             live += entry.heapBytes
-            if entry.prefix != BTreeKey.prefix(keyBase(i), keyLength(i)) { fail("wrong prefix of key \(i)") }
+            if isLeaf || i > 0 {
+                if entry.keyLength < h.skip || compareCommon(keyRef(i), skip: h.skip) != 0 {
+                    fail("key \(i) lacks the \(h.skip) common bytes")
+                }
+                if entry.prefix != BTreeKey.prefix(keyBase(i) + h.skip, keyLength(i) - h.skip) {
+                    fail("wrong prefix of key \(i)")
+                }
+            } else if entry.prefix != 0 {
+                fail("internal entry 0 with prefix \(entry.prefix)")
+            }
             if isLeaf {
                 if entry.isOutOfLine {
                     let index = entry.outOfLineIndex
@@ -135,7 +149,9 @@ extension BTreeNode {
         if h.outOfLine.count - outOfLineSeen.count != h.outOfLine.count(where: { $0.isEmpty }) {
             fail("out-of-line values no entry refers to")
         }
-        for i in n..<maxCount where entries[i].prefix != .max { fail("unused entry \(i) without the UInt64.max prefix") }
+        for i in n..<maxCount where entries[i].prefix != .max {
+            fail("unused entry \(i) without the UInt64.max prefix")
+        }
         if live != h.heapEnd - h.heapGarbage {
             fail("heap holds \(live) live bytes, accounting says \(h.heapEnd - h.heapGarbage)")
         }
@@ -144,7 +160,9 @@ extension BTreeNode {
         let first = isLeaf ? 0 : 1
         if !isLeaf && !keys[0].isEmpty { fail("key 0 of an internal node is not empty") }
         for i in first..<n {
-            if i > first && !keys[i - 1].lexicographicallyPrecedes(keys[i]) { fail("keys \(i - 1) and \(i) out of order") }
+            if i > first && !keys[i - 1].lexicographicallyPrecedes(keys[i]) {
+                fail("keys \(i - 1) and \(i) out of order")
+            }
             if let lower, keys[i].lexicographicallyPrecedes(lower) { fail("key \(i) below the lower bound") }
             if let upper, !keys[i].lexicographicallyPrecedes(upper) { fail("key \(i) at or above the upper bound") }
         }

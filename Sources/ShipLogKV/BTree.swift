@@ -8,10 +8,14 @@
 /// other threads read copies taken at any moment.
 ///
 /// Layout (see `BTree+Node.swift`): up to 64 entries per leaf and 64 children per internal node;
-/// keys and values up to 256 bytes are stored inline in one byte heap per node, with an array
-/// of 8-byte key prefixes for the binary search. Longer values are kept as their own `[UInt8]`
-/// (shared, not copied, when given as an array).
+/// each node is one object holding 16-byte entries (an 8-byte key prefix, after the bytes all of
+/// the node's keys share, and the key's place) plus one byte heap with the keys and the values
+/// up to 256 bytes. Longer values are kept as their own `[UInt8]` (shared, not copied, when given
+/// as an array). Keys are at most `keyLengthMax` (1 MiB) bytes.
 public struct BTree: @unchecked Sendable {
+    // Sendable as the standard library's collections are: nodes are changed only while uniquely
+    // referenced (`isKnownUniquelyReferenced`), so a node reachable from two trees, perhaps on
+    // two threads, is never written. (`@unchecked` because nodes are ManagedBuffer subclasses.)
     var root: BTreeNode?
 
     /// The number of entries.
@@ -60,8 +64,10 @@ public struct BTree: @unchecked Sendable {
     public mutating func updateValue(_ value: [UInt8], forKey key: [UInt8]) -> [UInt8]? {
         key.withUnsafeBytes { keyBytes in
             if value.count > BTreeLayout.inlineValueMax {
-                return insert(BTreeKey(keyBytes), UnsafeRawBufferPointer(start: nil, count: 0), value, returningOld: true)
-                    .old
+                return insert(
+                    BTreeKey(keyBytes), UnsafeRawBufferPointer(start: nil, count: 0), value, returningOld: true
+                )
+                .old
             }
             return value.withUnsafeBytes { valueBytes in
                 insert(BTreeKey(keyBytes), valueBytes, nil, returningOld: true).old
@@ -74,8 +80,10 @@ public struct BTree: @unchecked Sendable {
     @discardableResult
     public mutating func setValue(_ value: UnsafeRawBufferPointer, forKey key: UnsafeRawBufferPointer) -> Bool {
         if value.count > BTreeLayout.inlineValueMax {
-            return insert(BTreeKey(key), UnsafeRawBufferPointer(start: nil, count: 0), Array(value), returningOld: false)
-                .found
+            return insert(
+                BTreeKey(key), UnsafeRawBufferPointer(start: nil, count: 0), Array(value), returningOld: false
+            )
+            .found
         }
         return insert(BTreeKey(key), value, nil, returningOld: false).found
     }
@@ -182,7 +190,8 @@ public struct BTree: @unchecked Sendable {
         if let right = root!.insert(key, value, outOfLine, rightmost: true, &outcome) {
             let left = root!
             let newRoot = BTreeNode.make(isLeaf: false, heapCapacity: 0)
-            newRoot.insertEntry(at: 0, key: .empty, value: UnsafeRawBufferPointer(start: nil, count: 0), outOfLine: nil, child: left)
+            newRoot.insertEntry(
+                at: 0, key: .empty, value: UnsafeRawBufferPointer(start: nil, count: 0), outOfLine: nil, child: left)
             newRoot.adoptChild(right, at: 1, after: left)
             root = newRoot
         }
@@ -237,7 +246,8 @@ extension BTreeNode {
             let (i, found) = find(key)
             if found {
                 outcome.found = true
-                outcome.old = replaceValue(at: i, value: value, outOfLine: outOfLine, returningOld: outcome.returningOld)
+                outcome.old = replaceValue(
+                    at: i, value: value, outOfLine: outOfLine, returningOld: outcome.returningOld)
                 return nil
             }
             if count < BTreeLayout.leafCapacity {
@@ -250,7 +260,10 @@ extension BTreeNode {
         let children = self.children
         if !isKnownUniquelyReferenced(&children[i]) { children[i] = children[i].copy() }
         let isLast = rightmost && i == count - 1
-        guard let right = child(i)._withUnsafeGuaranteedRef({ $0.insert(key, value, outOfLine, rightmost: isLast, &outcome) })
+        guard
+            let right = child(i)._withUnsafeGuaranteedRef({
+                $0.insert(key, value, outOfLine, rightmost: isLast, &outcome)
+            })
         else { return nil }
         // Child i split: add `right` after it.
         let left = children[i]
@@ -267,9 +280,12 @@ extension BTreeNode {
         }
         let mid = count / 2
         let sibling = BTreeNode.make(isLeaf: false, heapCapacity: 0)
+        sibling.adoptSkip(of: self)
         sibling.insertEntries(from: self, mid..<count, at: 0)
         removeEntries(mid..<count)
         compactAfterSplit()
+        resetSkip()
+        sibling.resetSkip()
         if i + 1 <= mid {
             adoptChild(right, at: i + 1, after: left)
         } else {
@@ -284,7 +300,8 @@ extension BTreeNode {
     /// cleared).
     func adoptChild(_ child: BTreeNode, at i: Int, after leftNeighbor: BTreeNode) {
         let separator = child.isLeaf ? BTreeNode.separator(between: leftNeighbor, child) : child.keyRef(0)
-        insertEntry(at: i, key: separator, value: UnsafeRawBufferPointer(start: nil, count: 0), outOfLine: nil, child: child)
+        insertEntry(
+            at: i, key: separator, value: UnsafeRawBufferPointer(start: nil, count: 0), outOfLine: nil, child: child)
         if !child.isLeaf { child.replaceKey(at: 0, with: .empty) }
     }
 
@@ -296,13 +313,17 @@ extension BTreeNode {
             // Sequential inserts: leave this leaf full.
             sibling = BTreeNode.make(isLeaf: true, heapCapacity: (head.pointee.heapEnd - head.pointee.heapGarbage) / 4)
             sibling.insertEntry(at: 0, key: key, value: value, outOfLine: outOfLine, child: nil)
+            sibling.resetSkip()
             return sibling
         }
         let mid = count / 2
         sibling = BTreeNode.make(isLeaf: true, heapCapacity: 0)
+        sibling.adoptSkip(of: self)
         sibling.insertEntries(from: self, mid..<count, at: 0)
         removeEntries(mid..<count)
         compactAfterSplit()
+        resetSkip()
+        sibling.resetSkip()
         if i <= mid {
             insertEntry(at: i, key: key, value: value, outOfLine: outOfLine, child: nil)
         } else {
@@ -358,6 +379,7 @@ extension BTreeNode {
         if leftCount + right.count <= left.maxCount {
             left.insertEntries(from: right, 0..<right.count, at: leftCount)
             if !left.isLeaf { left.replaceKey(at: leftCount, with: keyRef(r)) }
+            left.resetSkip()
             removeEntries(r..<r + 1)
             shrinkIfSparse()
             return
@@ -385,38 +407,35 @@ extension BTreeNode {
             left.shrinkIfSparse()
         }
         if left.isLeaf { replaceKey(at: r, with: BTreeNode.separator(between: left, right)) }
+        left.resetSkip()
+        right.resetSkip()
     }
 
-    /// Calls `body` with each entry in `lower..<upper`, in order; returns `false` when it stopped.
+    /// Calls `body` with each entry in `lower..<upper`, in order; returns `false` when it stopped
+    /// (`body` returned `false`, or the upper bound was reached).
     func forEach(from lower: BTreeKey?, to upper: BTreeKey?, _ body: (BTreeNode, Int) throws -> Bool) rethrows -> Bool {
         let n = count
         if isLeaf {
             var i = 0
             if let lower { i = find(lower).index }
-            if let upper {
-                while i < n {
-                    if compare(i, upper) >= 0 { return false }
-                    guard try body(self, i) else { return false }
-                    i &+= 1
-                }
-            } else {
-                while i < n {
-                    guard try body(self, i) else { return false }
-                    i &+= 1
-                }
+            let end = upper.map { find($0).index } ?? n
+            while i < end {
+                guard try body(self, i) else { return false }
+                i &+= 1
             }
-            return true
+            return end == n
         }
-        var i = 0
-        var lower = lower
-        if let key = lower { i = childIndex(key) }
-        while i < n {
-            if i > 0, let upper, compare(i, upper) >= 0 { return false }
-            let bound = lower
-            guard try child(i)._withUnsafeGuaranteedRef({ try $0.forEach(from: bound, to: upper, body) }) else { return false }
-            lower = nil
+        let first = lower.map { childIndex($0) } ?? 0
+        // Children after the one whose range holds `upper` are all above it.
+        let last = upper.map { childIndex($0) } ?? n - 1
+        var i = first
+        while i <= last {
+            let bound = i == first ? lower : nil
+            guard try child(i)._withUnsafeGuaranteedRef({ try $0.forEach(from: bound, to: upper, body) }) else {
+                return false
+            }
             i &+= 1
         }
-        return true
+        return last == n - 1
     }
 }

@@ -138,19 +138,14 @@ enum KeyValueRecord {
             defer { offset += count }
             return UnsafeRawBufferPointer(rebasing: record[offset..<offset + count])
         }
-        let count = try varint()
-        guard count >= 1 && count <= KeyValueLimits.operationsPerBatchMax else {
-            throw .malformedRecord("operation count \(count) out of range")
-        }
-        // Decode everything first so a malformed record applies nothing.
-        var operations: [(UInt8, UnsafeRawBufferPointer, UnsafeRawBufferPointer?)] = []
-        operations.reserveCapacity(count)
-        for _ in 0..<count {
+        func operation() throws(KeyValueError) -> (UInt8, UnsafeRawBufferPointer, UnsafeRawBufferPointer?) {
             guard offset < record.count else { throw .malformedRecord("record ends before its operations") }
             let type = record[offset]
             offset += 1
             let keyLength = try varint()
-            guard keyLength <= KeyValueLimits.keyBytesMax else { throw .keyTooLarge(byteCount: keyLength, limit: KeyValueLimits.keyBytesMax) }
+            guard keyLength <= KeyValueLimits.keyBytesMax else {
+                throw .keyTooLarge(byteCount: keyLength, limit: KeyValueLimits.keyBytesMax)
+            }
             let key = try bytes(keyLength)
             switch type {
             case putType:
@@ -158,13 +153,28 @@ enum KeyValueRecord {
                 guard valueLength <= KeyValueLimits.valueBytesMax else {
                     throw .valueTooLarge(byteCount: valueLength, limit: KeyValueLimits.valueBytesMax)
                 }
-                operations.append((type, key, try bytes(valueLength)))
+                return (type, key, try bytes(valueLength))
             case deleteType:
-                operations.append((type, key, nil))
+                return (type, key, nil)
             default:
                 throw .malformedRecord("unknown operation type \(type)")
             }
         }
+        let count = try varint()
+        guard count >= 1 && count <= KeyValueLimits.operationsPerBatchMax else {
+            throw .malformedRecord("operation count \(count) out of range")
+        }
+        if count == 1 {
+            // The common single-operation record: check it whole, then apply, without a list.
+            let (type, key, value) = try operation()
+            guard offset == record.count else { throw .malformedRecord("\(record.count - offset) bytes after the last operation") }
+            if type == putType { put(key, value!) } else { delete(key) }
+            return
+        }
+        // Decode everything first so a malformed record applies nothing.
+        var operations: [(UInt8, UnsafeRawBufferPointer, UnsafeRawBufferPointer?)] = []
+        operations.reserveCapacity(count)
+        for _ in 0..<count { operations.append(try operation()) }
         guard offset == record.count else { throw .malformedRecord("\(record.count - offset) bytes after the last operation") }
         for (_, key, value) in operations {
             if let value { put(key, value) } else { delete(key) }

@@ -85,7 +85,12 @@ public final class KeyValueStore: Sendable {
         completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
     ) throws -> LSNRange {
         var builder = BatchBuilder(capacity: 64 << 10)
-        for batch in batches { try builder.append(try batch.encodedRecord()) }
+        var record: [UInt8] = []
+        for batch in batches {
+            try KeyValueRecord.validate(batch.operations)
+            KeyValueRecord.encode(batch.operations, into: &record)
+            try builder.append(record)
+        }
         return try host.submit(builder, durability: durability, completion: completion)
     }
 

@@ -119,8 +119,10 @@ private func randomValue(_ random: inout BTreeTestRandom) -> [UInt8] {
     return (0..<length).map { fill &+ UInt8(truncatingIfNeeded: $0) }
 }
 
-private func contents(_ tree: BTree, from lower: [UInt8]? = nil, to upper: [UInt8]? = nil) -> [(key: [UInt8], value: [UInt8])] {
-    var result: [(key: [UInt8], value: [UInt8])] = []
+private typealias Entries = [(key: [UInt8], value: [UInt8])]
+
+private func contents(_ tree: BTree, from lower: [UInt8]? = nil, to upper: [UInt8]? = nil) -> Entries {
+    var result: Entries = []
     tree.forEach(from: lower, to: upper) { key, value in
         result.append((key, value))
         return true
@@ -135,7 +137,8 @@ private func expectSame(
     #expect(actual.count == expected.count, comment, sourceLocation: sourceLocation)
     guard actual.count == expected.count else { return }
     for (a, e) in zip(actual, expected) where a.key != e.key || a.value != e.value {
-        Issue.record("first difference at key \(e.key): got \(a.key) = \(a.value.count) bytes", sourceLocation: sourceLocation)
+        Issue.record(
+            "first difference at key \(e.key): got \(a.key) = \(a.value.count) bytes", sourceLocation: sourceLocation)
         return
     }
 }
@@ -291,7 +294,9 @@ struct BTreeTests {
                     var unsafeScanned = 0
                     tree.forEachUnsafe(prefix: prefix) { key, value in
                         if unsafeScanned < scanned.count {
-                            #expect(Array(key) == scanned[unsafeScanned].key && Array(value) == scanned[unsafeScanned].value)
+                            #expect(
+                                Array(key) == scanned[unsafeScanned].key && Array(value) == scanned[unsafeScanned].value
+                            )
                         }
                         unsafeScanned += 1
                         return true
@@ -328,7 +333,10 @@ struct BTreeTests {
         let n = 100_000
         var keys = (0..<n).map { i -> [UInt8] in
             let v = UInt32(i)
-            return [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v), 0x2F]
+            return [
+                UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8),
+                UInt8(truncatingIfNeeded: v), 0x2F,
+            ]
         }
         var random = BTreeTestRandom(seed: 99)
         if order == "descending" { keys.reverse() }
@@ -346,6 +354,12 @@ struct BTreeTests {
             #expect(shape.leaves == (n + BTreeLayout.leafCapacity - 1) / BTreeLayout.leafCapacity)
         }
         #expect(shape.height <= 4)
+        // The keys share leading bytes within each leaf: their prefixes skip them.
+        var skips = 0
+        var level = [tree.root!]
+        while !level[0].isLeaf { level = level.flatMap { node in (0..<node.count).map { node.children[$0] } } }
+        for leaf in level where leaf.head.pointee.skip >= 2 { skips += 1 }
+        #expect(skips >= level.count - 2)
         var previous: [UInt8]?
         var scanned = 0
         tree.forEachUnsafe { key, value in
@@ -456,7 +470,10 @@ struct BTreeTests {
 
         // In a deep tree, a change copies one path: every other node stays shared.
         var big = BTree()
-        for i in 0..<50_000 { big.updateValue([1], forKey: [UInt8(i >> 16), UInt8(truncatingIfNeeded: i >> 8), UInt8(truncatingIfNeeded: i)]) }
+        for i in 0..<50_000 {
+            big.updateValue(
+                [1], forKey: [UInt8(i >> 16), UInt8(truncatingIfNeeded: i >> 8), UInt8(truncatingIfNeeded: i)])
+        }
         let frozen = big
         big.updateValue([2], forKey: [0, 1, 2])
         func leaves(_ tree: BTree) -> Set<ObjectIdentifier> {
@@ -491,7 +508,7 @@ struct BTreeTests {
             if round % 10 == 0 {
                 for key in keys.shuffled(using: &random).prefix(50) {
                     let removed = tree.removeValue(forKey: key)
-            #expect(removed == model.entries.removeValue(forKey: key))
+                    #expect(removed == model.entries.removeValue(forKey: key))
                 }
             }
             expectMatches(tree, model)

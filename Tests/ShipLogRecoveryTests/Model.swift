@@ -245,9 +245,19 @@ func checkRecovered(
 /// reachable through durable directory entries.
 func checkRecoveredIsDurable(_ log: Log, simulator: SimulatedFileSystem, directory: FilePath) -> [String] {
     var problems: [String] = []
+    // Which names survive a power loss right now: crash a copy that loses every unsynced
+    // directory entry (and keeps all data, which is compared below).
+    let probe = simulator.clone()
+    var lossy = SimulatedFileSystem.Options.lossless
+    lossy.unsyncedDirectoryEntries = .lost
+    probe.options = lossy
+    probe.crash(seed: 0)
+    if !probe.fileExists(at: directory) {
+        return ["not durable after recovery: the log directory \(directory) has no durable entry in its parent"]
+    }
     for segment in log.segments {
         let path = directory.appending(segment.fileName)
-        guard let durable = simulator.durableContents(at: path) else {
+        guard probe.contents(at: path) != nil, let durable = simulator.durableContents(at: path) else {
             problems.append(
                 "not durable after recovery: \(segment.fileName) (\(segment.isSealed ? "sealed" : "active")) "
                     + "has no durable directory entry, yet its LSNs count as durable")

@@ -258,7 +258,7 @@ import Glibc
         defer { try? log.close() }
         try log.append([0], durability: .immediate)  // the segment exists
         try log.append([1, 2, 3], durability: .interval(.milliseconds(150)))
-        try log.append([4], durability: .immediate)  // syncs 1...2 long before the deadline
+        try log.append([4], durability: .immediate)  // syncs the interval batch long before its deadline
         usleep(250_000)  // the deadline has passed
         let thread = try #require(log.lock.withLock { log.ioThread })
         let before = try threadCPUSeconds(thread)
@@ -266,5 +266,4 @@ import Glibc
         let used = try threadCPUSeconds(thread) - before
         #expect(used < 0.05, "the idle log's I/O thread used \(used) s of CPU in 0.3 s")
     }
-}
 }
