@@ -67,9 +67,13 @@ final class Ledger: Sendable {
 
 /// A one-shot latch a thread waits on.
 final class Latch: Sendable {
+    /// Longest wait for a completion before the engine is declared hung, in seconds.
+    static let hangSeconds = 30.0
     private let semaphore = DispatchSemaphore(value: 0)
     func signal() { semaphore.signal() }
     func wait() { semaphore.wait() }
+    /// Waits at most `seconds`; false when the wait timed out.
+    func wait(seconds: Double) -> Bool { semaphore.wait(timeout: .now() + seconds) == .success }
 }
 
 // MARK: - Records

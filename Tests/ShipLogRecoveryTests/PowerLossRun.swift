@@ -73,6 +73,8 @@ struct PowerLossRun {
     var stats = RunStatistics()
     /// An fdatasync failed with the simulator's fsyncgate behaviour (unsynced pages dropped).
     var failedSyncDroppedData = false
+    /// An append whose completion never came (the engine hung).
+    var hang: String?
 
     init(seed: UInt64) {
         self.seed = seed
@@ -348,7 +350,9 @@ struct PowerLossRun {
             }
             model.assign(range, batch)
             stats.recordsAppended += batch.count
-            if wait { latch.wait() }
+            if wait && !latch.wait(seconds: Latch.hangSeconds) {
+                hang = "the completion of append \(range) (\(durability)) never came: the log hung"
+            }
             return range
         } catch {
             return nil
@@ -384,6 +388,7 @@ struct PowerLossRun {
             default: break
             }
             if let problem = self.step(log, plan: plan, cycle: cycle, ledger: ledger) { return problem }
+            if let hang { return hang }
             model.durableThrough = max(model.durableThrough, log.durableLSN.rawValue)
             if case .duringWorkload = plan.cut, log.failure != nil { break }
         }
@@ -424,8 +429,10 @@ struct PowerLossRun {
                     }
                     latch.signal()
                 }
-                latch.wait()
-                switch box.value! {
+                guard latch.wait(seconds: Latch.hangSeconds), let value = box.value else {
+                    return "async append(\(durability)) never returned: the log hung"
+                }
+                switch value {
                 case .success(let got):
                     model.assign(got, batch)
                     stats.recordsAppended += batch.count
@@ -537,7 +544,7 @@ struct PowerLossRun {
                     }
                     latch.signal()
                 }
-                latch.wait()
+                if !latch.wait(seconds: 4 * Latch.hangSeconds) { return "concurrent async appends never finished: the log hung" }
             } else {
                 runThreads(appenders) { index in
                     var local = SplitMix64(seed: seeds[index])
@@ -559,7 +566,7 @@ struct PowerLossRun {
                             })
                         else { return }
                         collected.add(range, batch)
-                        latch.wait()
+                        if !latch.wait(seconds: Latch.hangSeconds) { collected.hung() }
                     }
                 }
             }
@@ -572,6 +579,7 @@ struct PowerLossRun {
             note(
                 "c\(cycle) \(appenders) concurrent \(useTasks ? "tasks" : "threads"): "
                     + "\(result.appended.map { "\($0.0)" }.joined(separator: ","))")
+            if result.hangs > 0 { return "\(result.hangs) append completion(s) never came: the log hung" }
             if result.unknownFailures > 0 {
                 return "\(result.unknownFailures) async append(s) failed on a healthy file system"
             }
@@ -586,6 +594,7 @@ final class Collected: @unchecked Sendable {
         var appended: [(LSNRange, [[UInt8]])] = []
         var syncedThrough: UInt64 = 0
         var unknownFailures = 0
+        var hangs = 0
     }
 
     private let lock = NSLock()
@@ -594,6 +603,7 @@ final class Collected: @unchecked Sendable {
     func add(_ range: LSNRange, _ batch: [[UInt8]]) { lock.withLock { state.appended.append((range, batch)) } }
     func synced(through lsn: UInt64) { lock.withLock { state.syncedThrough = max(state.syncedThrough, lsn) } }
     func unknownFailure() { lock.withLock { state.unknownFailures += 1 } }
+    func hung() { lock.withLock { state.hangs += 1 } }
     var value: Value { lock.withLock { state } }
 }
 

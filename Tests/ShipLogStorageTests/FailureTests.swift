@@ -579,15 +579,16 @@ private func expectEverythingFails(
             #expect(counts[.rename, default: 0] >= 3, "the workload rolls segments: \(counts)")
         }
         var cases = 0
+        for (code, codeName) in [(EIO, "EIO"), (ENOSPC, "ENOSPC")] {
         for operation in operations {
             for k in 0..<counts[operation, default: 0] {
-                let dir = TemporaryDirectory("callSite-\(operation)-\(k)")
+                let dir = TemporaryDirectory("callSite-\(operation)-\(k)-\(codeName)")
                 defer { dir.cleanup() }
                 let directory = dir.path.appending("log")
                 let fs = FaultInjectingFileSystem(wrapping: PosixFileSystem(), recordingCalls: false)
-                let fault = fs.failCall(k, of: operation, errno: EIO)
+                let fault = fs.failCall(k, of: operation, errno: code)
                 let run = Workload.run(fs, in: directory)
-                let context = "(\(operation) call #\(k) failing with EIO)"
+                let context = "(\(operation) call #\(k) failing with \(codeName))"
                 cases += 1
                 #expect(fs.timesFired(fault) == 1, "the workload is deterministic, so call #\(k) happens \(context)")
                 if fs.timesFired(fault) == 1 {
@@ -596,7 +597,7 @@ private func expectEverythingFails(
                         continue
                     }
                     #expect(
-                        error.fileSystemError?.errno == EIO && error.fileSystemError?.operation == operation.errorOperation,
+                        error.fileSystemError?.errno == code && error.fileSystemError?.operation == operation.errorOperation,
                         "the error names the failed operation: \(error) \(context)")
                 }
                 #expect(run.succeededAfterError == 0, "the log acknowledged after failing \(context)")
@@ -607,7 +608,8 @@ private func expectEverythingFails(
                 #expect(problems.isEmpty, "the reopened log verifies: \(problems) \(context)")
             }
         }
-        #expect(cases > 50)
-        print("FailureTests: failed each of \(cases) call sites in turn: \(operations.map { "\($0) \(counts[$0, default: 0])" }.joined(separator: ", "))")
+        }
+        #expect(cases > 100)
+        print("FailureTests: failed each call site in turn with EIO and with ENOSPC, \(cases) cases: \(operations.map { "\($0) \(counts[$0, default: 0])" }.joined(separator: ", "))")
     }
 }
