@@ -67,6 +67,9 @@ public enum LogRecovery {
                 try fileSystem.createDirectory(at: created)
                 try fileSystem.syncDirectory(at: created.parent)
             }
+            // Even when it exists: a crash may have cut its creation short before the parent was
+            // synced, and what is acknowledged from now on must not vanish with its directory.
+            if missing.isEmpty { try fileSystem.syncDirectory(at: directory.parent) }
             try fileSystem.syncDirectory(at: directory)
         } catch { throw .io(error) }
     }
