@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ShipLogRecovery", targets: ["ShipLogRecovery"]),
         .library(name: "ShipLogStateMachine", targets: ["ShipLogStateMachine"]),
         .library(name: "ShipLogKV", targets: ["ShipLogKV"]),
+        .library(name: "ShipLogProtocol", targets: ["ShipLogProtocol"]),
         .executable(name: "shiplog", targets: ["shiplog"]),
     ],
     targets: [
@@ -41,6 +42,8 @@ let package = Package(
         .target(name: "ShipLogStateMachine", dependencies: ["ShipLogRecovery"], swiftSettings: strict),
         // Layer 4: the embedded key-value store (a state machine with a B-tree index).
         .target(name: "ShipLogKV", dependencies: ["ShipLogStateMachine"], swiftSettings: strict),
+        // The replication wire protocol: frames, messages, handshake and authentication. No I/O.
+        .target(name: "ShipLogProtocol", dependencies: ["ShipLogFormat"], swiftSettings: strict),
         // Umbrella for embedders.
         .target(
             name: "ShipLog",
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "ShipLogStorageTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogRecoveryTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogKVTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
+        .testTarget(name: "ShipLogProtocolTests", dependencies: ["ShipLogProtocol"]),
         .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog"]),
     ],
     swiftLanguageModes: [.v6]
