@@ -35,18 +35,7 @@ struct AppendCommand {
             guard !batch.isEmpty else { return }
             tracker.started()
             try log.submit(batch.encode(codec: compression), durability: durability) { result in
-                switch result {
-                case .success(let range):
-                    printer.async {
-                        var text = ""
-                        for lsn in range.first.rawValue...range.last.rawValue { text += "\(lsn)\n" }
-                        Output.standard.write(text)
-                        Output.standard.flush()
-                        tracker.finished(nil)
-                    }
-                case .failure(let error):
-                    printer.async { tracker.finished(error) }
-                }
+                printer.async { tracker.acknowledge(result) }
             }
             batch.removeAll()
         }
@@ -118,6 +107,21 @@ final class AcknowledgementTracker: @unchecked Sendable {
     }
 
     var firstError: (any Error)? { lock.withLock { error } }
+
+    /// Prints the LSNs of an acknowledged append, one per line, or records its failure.
+    /// Called on the command's serial printer queue, in LSN order.
+    func acknowledge(_ result: Result<LSNRange, LogError>) {
+        switch result {
+        case .success(let range):
+            var text = ""
+            for lsn in range.first.rawValue...range.last.rawValue { text += "\(lsn)\n" }
+            Output.standard.write(text)
+            Output.standard.flush()
+            finished(nil)
+        case .failure(let error):
+            finished(error)
+        }
+    }
 
     func waitForAll() {
         lock.withLock { while outstanding > 0 { lock.wait() } }

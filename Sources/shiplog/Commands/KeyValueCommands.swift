@@ -125,18 +125,7 @@ struct KeyValueLoadCommand {
             guard !batch.isEmpty else { return }
             tracker.started()
             try store.host.submit(batch, durability: durability) { result in
-                printer.async {
-                    switch result {
-                    case .success(let range):
-                        var text = ""
-                        for lsn in range.first.rawValue...range.last.rawValue { text += "\(lsn)\n" }
-                        Output.standard.write(text)
-                        Output.standard.flush()
-                        tracker.finished(nil)
-                    case .failure(let error):
-                        tracker.finished(error)
-                    }
-                }
+                printer.async { tracker.acknowledge(result) }
             }
             batch.removeAll()
         }
