@@ -44,7 +44,7 @@ bench: release
 soak: deps
 	$(SWIFT) build --build-tests
 	SHIPLOG_SEEDS=$(SOAK_SEEDS) $(SWIFT) test --skip-build --filter ShipLogRecoveryTests
-	SHIPLOG_KILLS=$(SOAK_KILLS) $(SWIFT) test --skip-build --filter KillNineTests
+	SHIPLOG_KILLS=$(SOAK_KILLS) $(SWIFT) test --skip-build --filter 'KillNineTests|KeyValueCLITests'
 
 # Coverage-guided fuzzing: libFuzzer + ASan targets built outside SwiftPM (Fuzz/README.md).
 # A crash, broken invariant, timeout or over-limit allocation fails the run and prints the

@@ -1,4 +1,4 @@
-public import ShipLogFormat
+import ShipLogFormat
 
 /// Limits of the key-value store, each in bytes.
 public enum KeyValueLimits {

@@ -51,6 +51,11 @@ public final class KeyValueStore: Sendable {
     }
 
     @discardableResult
+    public func delete(_ key: [UInt8], durability: Durability = .immediate) async throws -> LSN {
+        try await write(Self.batch([.delete(key: key)]), durability: durability)
+    }
+
+    @discardableResult
     public func write(_ batch: WriteBatch, durability: Durability = .immediate) async throws -> LSN {
         try await host.append(try Self.record(batch.operations), durability: durability).last
     }

@@ -67,9 +67,14 @@ public enum LogRecovery {
                 try fileSystem.createDirectory(at: created)
                 try fileSystem.syncDirectory(at: created.parent)
             }
-            // Even when it exists: a crash may have cut its creation short before the parent was
-            // synced, and what is acknowledged from now on must not vanish with its directory.
-            if missing.isEmpty { try fileSystem.syncDirectory(at: directory.parent) }
+            // Every ancestor, on every open: a crash may have cut the creation of any of them
+            // short before its parent was synced, and what is acknowledged from now on must not
+            // vanish with a directory. A few fsyncs of clean directories cost little.
+            var ancestor = directory
+            while ancestor.parent != ancestor {
+                ancestor = ancestor.parent
+                try fileSystem.syncDirectory(at: ancestor)
+            }
             try fileSystem.syncDirectory(at: directory)
         } catch { throw .io(error) }
     }
@@ -197,9 +202,12 @@ struct Recovery {
             footer: nil)
         switch scan.ending {
         case .footer(let found):
-            // Crash between writing the footer and trimming the file: finish the seal.
+            // The footer checks out against every batch. If the crash came between writing it
+            // and trimming the file, finish the seal; either way make it durable.
+            let size: Int64
+            do { size = try file.handle.size() } catch { throw .io(error) }
             try finishSeal(file, footer: found)
-            report.sealsCompleted.append(file.fileName)
+            if size != Int64(found.dataEnd) + Int64(found.byteCount) { report.sealsCompleted.append(file.fileName) }
             segment.footer = found
             return .keep(segment)
         case .damagedFooter where isLast, .endOfFile where isLast, .zeroFill where isLast:

@@ -41,7 +41,9 @@ public struct CheckpointStore: Sendable {
     }
 
     /// Writes a checkpoint durably and returns its path.
-    func save(header: CheckpointHeader, body: (inout CheckpointWriter) throws(LogError) -> Void) throws(LogError) -> FilePath {
+    func save(
+        header: CheckpointHeader, body: (inout CheckpointWriter) throws(LogError) -> Void
+    ) throws(LogError) -> (path: FilePath, bytes: Int64) {
         do {
             if !fileSystem.fileExists(at: directory) {
                 try fileSystem.createDirectory(at: directory)
@@ -57,12 +59,14 @@ public struct CheckpointStore: Sendable {
             handle = try fileSystem.openFile(at: temporary, options: [.read, .write, .createNew])
         } catch { throw .io(error) }
         defer { handle.close() }
+        var fileBytes: Int64 = 0
         do throws(LogError) {
             let headerBytes = header.encoded()
             do { try handle.write(headerBytes, toAbsoluteOffset: 0) } catch { throw LogError.writeFailed(error) }
             var writer = CheckpointWriter(handle: handle, header: headerBytes)
             try body(&writer)
             try writer.finish()
+            fileBytes = writer.offset
             do { try handle.synchronizeData() } catch { throw LogError.syncFailed(error) }
             do {
                 try fileSystem.rename(from: temporary, to: path)
@@ -72,7 +76,7 @@ public struct CheckpointStore: Sendable {
             try? fileSystem.removeFile(at: temporary)
             throw error
         }
-        return path
+        return (path, fileBytes)
     }
 
     /// Opens a checkpoint and checks its header and trailer; the body's CRC is checked by
@@ -122,13 +126,15 @@ public struct CheckpointStore: Sendable {
         }
     }
 
-    /// Removes all but the newest `keep` checkpoints; returns the LSN of the oldest kept one.
-    func prune(keeping keep: Int) throws(LogError) -> LSN? {
+    /// Removes all but the newest `keep` checkpoints; returns how many remain and the LSN of
+    /// the oldest of them.
+    func prune(keeping keep: Int) throws(LogError) -> (count: Int, oldest: LSN)? {
         let all = try list()
         for old in all.dropFirst(keep) {
             do { try fileSystem.removeFile(at: old.path) } catch { throw .io(error) }
         }
         if all.count > keep { do { try fileSystem.syncDirectory(at: directory) } catch { throw .io(error) } }
-        return all.prefix(keep).last?.lsn
+        let kept = all.prefix(keep)
+        return kept.last.map { (kept.count, $0.lsn) }
     }
 }

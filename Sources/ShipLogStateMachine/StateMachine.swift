@@ -6,7 +6,7 @@ public import ShipLogStorage
 /// The host (``StateMachineHost``) guarantees exactly-once, in-order application across
 /// restarts: after recovery the state equals the newest valid checkpoint plus every durable
 /// record after it, applied once, in LSN order.
-public protocol StateMachine: AnyObject {
+public protocol StateMachine: AnyObject, SendableMetatype {
     /// An immutable view of the state, captured in O(1) while the host holds its lock and
     /// written to a checkpoint later without blocking the writer.
     associatedtype Snapshot: Sendable

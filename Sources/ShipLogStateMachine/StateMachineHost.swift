@@ -260,19 +260,17 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
         let header = CheckpointHeader(
             lsn: lsn, epoch: log.epoch, createdAt: wallClockNanoseconds(),
             kind: Machine.snapshotKind, entryCount: Machine.entryCount(of: snapshot))
-        var written: Int64 = 0
-        let path = try checkpoints.save(header: header) { (writer) throws(LogError) in
+        let (path, bytes) = try checkpoints.save(header: header) { (writer) throws(LogError) in
             try Machine.write(snapshot, to: &writer)
-            written = writer.offset
         }
-        if let oldestKept = try checkpoints.prune(keeping: max(1, options.checkpointsRetained)),
-            options.dropCoveredSegments
-        {
-            try log.removeSegments(before: oldestKept.advanced(by: 1))
+        let retained = max(1, options.checkpointsRetained)
+        // Drop log segments only once the full set of retained checkpoints exists: until
+        // then the log is the fallback for a damaged newest checkpoint.
+        if let kept = try checkpoints.prune(keeping: retained), kept.count >= retained, options.dropCoveredSegments {
+            try log.removeSegments(before: kept.oldest.advanced(by: 1))
         }
         return CheckpointInfo(
-            lsn: lsn, path: path, bytes: written + Int64(CheckpointHeader.trailerByteCount),
-            entries: header.entryCount, duration: ContinuousClock.now - started)
+            lsn: lsn, path: path, bytes: bytes, entries: header.entryCount, duration: ContinuousClock.now - started)
     }
 
     /// Waits for a running checkpoint, then closes the log.

@@ -8,6 +8,7 @@ let ENOSPC_VALUE: Int32 = ENOSPC
 let EDQUOT_VALUE: Int32 = EDQUOT
 let EOPNOTSUPP_VALUE: Int32 = EOPNOTSUPP
 let ENOSYS_VALUE: Int32 = ENOSYS
+let ENOENT_VALUE: Int32 = ENOENT
 
 /// "ENOSPC (No space left on device)" and so on.
 func errorName(_ code: Int32) -> String {

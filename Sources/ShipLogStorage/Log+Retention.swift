@@ -52,7 +52,11 @@ extension Log {
         var unlinked = 0
         do {
             for entry in removed {
-                try fileSystem.removeFile(at: entry.file.path)
+                do {
+                    try fileSystem.removeFile(at: entry.file.path)
+                } catch where error.errno == ENOENT_VALUE {
+                    // Already gone (an earlier unlink took effect but reported an error).
+                }
                 unlinked += 1
             }
             try fileSystem.syncDirectory(at: directory)

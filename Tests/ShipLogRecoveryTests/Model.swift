@@ -16,6 +16,9 @@ struct Model {
     var retainedFrom: UInt64 = 1
     /// Retention removed everything below this LSN and synced the directory: it must not come back.
     var removedBelow: UInt64 = 1
+    /// A retention call that failed may still have unlinked segments below this LSN (an unlink
+    /// can take effect and report an error): those records were asked to go and may be gone.
+    var retentionFailedBelow: UInt64 = 1
 
     /// Last LSN anything was appended at.
     var lastAssigned: UInt64 { UInt64(records.count) }

@@ -96,7 +96,7 @@ struct PowerLossRun {
         default: break  // every misbehaviour on
         }
         simulator = SimulatedFileSystem(seed: rng.next(), options: simulated)
-        // The log's parent exists and is durable (see knownIssueNestedDirectoryCreation).
+        // The log's parent exists and is durable (nested creation: KnownBugTests and PowerLossRegressionTests).
         try! simulator.createDirectory(at: Self.directory.parent)
         simulator.syncEverything()
         self.rng = rng
@@ -146,7 +146,7 @@ struct PowerLossRun {
     }
 
     mutating func plan() -> Plan {
-        var plan = Plan(steps: 1 + rng.uniform(below: 20))
+        var plan = Plan(steps: 1 + rng.uniform(below: 16))
         switch rng.uniform(below: 100) {
         case ..<10: plan.cut = .duringOpen(afterCalls: rng.uniform(below: 40), outage())
         case ..<40: plan.cut = .duringWorkload(afterCalls: rng.uniform(below: plan.steps * 8 + 8), outage())
@@ -201,8 +201,11 @@ struct PowerLossRun {
         // loss, so everything appended must survive; the open after it only checks.
         while cycle <= cycles + 1 {
             opens += 1
-            let final = cycle == cycles
-            var plan = final ? Plan(steps: 1 + rng.uniform(below: 6), ending: .cleanClose) : self.plan()
+            var plan = switch cycle {
+            case ..<cycles: self.plan()
+            case cycles: Plan(steps: 1 + rng.uniform(below: 6), ending: .cleanClose)
+            default: Plan(steps: 0)  // only reopen and check
+            }
             let power = PowerSwitch(simulator)
             let faults: FaultInjectingFileSystem?
             if case .injected = plan.fault { faults = FaultInjectingFileSystem(wrapping: power, recordingCalls: false) } else { faults = nil }
@@ -244,12 +247,7 @@ struct PowerLossRun {
                     + "; expected durable through \(expect.requiredThrough), start in \(expect.startsNoEarlierThan)...\(expect.startsNoLaterThan)")
             var checkRNG = SplitMix64(seed: rng.next())
             var problems = checkRecovered(
-                log, model: model, expect: expect, fileSystem: power, directory: Self.directory, rng: &checkRNG
-            ).filter { problem in
-                // Known LogVerifier issue (see knownIssueVerifierIndexInterval): it rebuilds the index
-                // with the default interval and compares, so any other interval looks like damage.
-                options.indexIntervalBytes == 4096 || !problem.hasSuffix("footer index does not match the batches")
-            }
+                log, model: model, expect: expect, fileSystem: power, directory: Self.directory, rng: &checkRNG)
             problems += checkRecoveredIsDurable(log, simulator: simulator, directory: Self.directory)
             if !problems.isEmpty {
                 power.cut(.processDeath)
@@ -306,7 +304,7 @@ struct PowerLossRun {
                 stats.powerLosses += 1
                 expect.requiredThrough = model.durableThrough
             }
-            expect.startsNoLaterThan = model.retainedFrom
+            expect.startsNoLaterThan = max(model.retainedFrom, model.retentionFailedBelow)
             expect.startsNoEarlierThan = model.removedBelow
             note(
                 "c\(cycle) ended by \(power.trippedAt ?? "?"): assigned through \(model.lastAssigned), "
@@ -364,7 +362,7 @@ struct PowerLossRun {
     func waitForIntervalSync(_ log: Log, through lsn: UInt64) -> Bool {
         let deadline = monotonicSeconds() + 2
         while log.durableLSN.rawValue < lsn && log.failure == nil {
-            if monotonicSeconds() > deadline { return false }  // see knownIssueIntervalDeadlineLost
+            if monotonicSeconds() > deadline { return false }  // see intervalAppendDuringADeadlineSyncKeepsItsDeadline
             usleep(50)
         }
         return true
@@ -471,6 +469,7 @@ struct PowerLossRun {
                 note("c\(cycle) removeSegments(before: \(before)) removed \(removed.map(\.fileName))")
             } catch {
                 note("c\(cycle) removeSegments(before: \(before)) failed: \(error)")
+                model.retentionFailedBelow = max(model.retentionFailedBelow, before)
                 if healthy { return "removeSegments failed on a healthy file system: \(error)" }
             }
         case ..<74:
@@ -483,6 +482,9 @@ struct PowerLossRun {
                 note("c\(cycle) applyRetention(totalBytesMax: \(limit)) removed \(removed.map(\.fileName))")
             } catch {
                 note("c\(cycle) applyRetention failed: \(error)")
+                // Retention never removes the active segment.
+                model.retentionFailedBelow = max(
+                    model.retentionFailedBelow, log.segments.last?.baseLSN.rawValue ?? log.nextLSN.rawValue)
                 if healthy { return "applyRetention failed on a healthy file system: \(error)" }
             }
         case ..<82:
@@ -625,8 +627,6 @@ func monotonicSeconds() -> Double {
 /// stays useful (green unless something new breaks) until they are fixed; remove a case when
 /// its bug is fixed, so that a regression fails loudly.
 enum KnownBug: String, CaseIterable, Sendable {
-    case logDirectoryEntryNotDurable =
-        "open fsyncs the log directory's parent only when it creates the directory: a restart after a cut creation never does"
     case recoveredPageCacheAfterFailedSync =
         "after a failed fdatasync (fsyncgate), recovery's fdatasync cannot persist what it reads from the page cache"
 
@@ -634,9 +634,6 @@ enum KnownBug: String, CaseIterable, Sendable {
     static func classify(_ problems: [String], afterFailedSyncDroppedData: Bool = false) -> KnownBug? {
         // Recovery's durability claim fails only for data a failed fdatasync dropped from the disk
         // while the page cache kept serving it; anything else is a new bug.
-        if problems.contains(where: { $0.contains("has no durable entry in its parent") }) {
-            return .logDirectoryEntryNotDurable
-        }
         let notDurable = problems.filter { $0.hasPrefix("not durable after recovery") }
         if afterFailedSyncDroppedData, !notDurable.isEmpty, notDurable.count == problems.count,
             !notDurable.contains(where: { $0.contains("no durable directory entry") })

@@ -223,28 +223,24 @@ struct BenchDirectory {
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw CommandError("cannot create a benchmark directory under \(base): \(String(cString: strerror(errno)))")
         }
-        path = String(cString: template)
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
-    func remove() {
-        // Only what the benchmark created: segment files, LOCK files, their directories.
-        guard let top = opendir(path) else { return }
-        while let entry = readdir(top) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." { continue }
-            let child = path + "/" + name
-            if let sub = opendir(child) {
-                while let inner = readdir(sub) {
-                    let innerName = withUnsafeBytes(of: inner.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                    if innerName != "." && innerName != ".." { unlink(child + "/" + innerName) }
-                }
-                closedir(sub)
-                rmdir(child)
-            } else {
-                unlink(child)
-            }
+    /// Removes the directory and everything the benchmark created in it.
+    func remove() { Self.removeTree(path) }
+
+    private static func removeTree(_ path: String) {
+        guard let directory = opendir(path) else {
+            unlink(path)
+            return
         }
-        closedir(top)
+        var children: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { children.append(path + "/" + name) }
+        }
+        closedir(directory)
+        for child in children { removeTree(child) }
         rmdir(path)
     }
 }

@@ -12,7 +12,9 @@ struct RecoverCommand {
 
     func run() throws -> Int32 {
         guard PosixFileSystem().fileExists(at: directory) else { throw CommandError("no log at \(directory)") }
-        let (log, report) = try LogRecovery.open(directory: directory, mode: mode)
+        var options = LogOptions()
+        options.auxiliaryNames.insert(CheckpointStore.directoryName)  // a key-value store's checkpoints
+        let (log, report) = try LogRecovery.open(directory: directory, options: options, mode: mode)
         try log.close()
         Output.standard.line(report.description)
         return 0
