@@ -92,7 +92,9 @@ struct BenchAppendCommand {
             ("p50", .right), ("p99", .right), ("records/fdatasync", .right),
         ])
         for phase in [bufferedLog, bufferedRandom] + Self.immediateWriters.map({ immediate[$0]! }) {
-            let perSync = phase.syncCalls > 0 ? Format.fixed(Double(phase.records) / Double(phase.syncCalls), decimals: 1) : "-"
+            // Buffered phases sync once, at the end: records per fdatasync means nothing there.
+            let perSync = phase.latency.count > 0 && phase.syncCalls > 0
+                ? Format.fixed(Double(phase.records) / Double(phase.syncCalls), decimals: 1) : "-"
             table.addRow([
                 phase.name, Format.group(UInt64(phase.recordsPerSecond)), Format.fixed(phase.logicalMBPerSecond),
                 Format.fixed(phase.storedMBPerSecond),
