@@ -39,6 +39,7 @@ unit-test: deps
 bench: release
 	$(RELEASE_BIN) bench append
 	$(RELEASE_BIN) bench recovery
+	$(RELEASE_BIN) bench kv
 
 # Long soaks: many more simulated crashes and real SIGKILLs than `make test` runs.
 soak: deps
