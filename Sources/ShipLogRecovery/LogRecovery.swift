@@ -39,8 +39,12 @@ public enum LogRecovery {
             directory: directory, fileSystem: fileSystem, options: options, mode: mode, report: report)
         let segments = try recovery.run()
         report = recovery.report
-        if let last = segments.last, last.footer == nil {
-            // What was read back is on disk from now on, so new batches may claim it synced.
+        if let last = segments.last {
+            // What was read back must be on disk from now on, so that new batches may claim it
+            // synced. After a failed fdatasync (fsyncgate) the page cache can serve bytes the
+            // disk never got, and a plain fdatasync would not write them: find and rewrite them.
+            let end = last.dataEnd + Int64(last.footer?.byteCount ?? 0)
+            try Self.rewriteBytesMissingFromDisk(in: last.file, upTo: end, report: &report)
             do { try last.file.handle.synchronizeData() } catch { throw .syncFailed(error) }
         }
         report.firstLSN = segments.first.map { $0.file.baseLSN }
@@ -50,6 +54,46 @@ public enum LogRecovery {
             recovered: RecoveredLog(segments: segments, epoch: options.epoch), directoryLock: directoryLock)
         report.duration = ContinuousClock.now - started
         return (log, report)
+    }
+
+    /// Bytes compared per step when checking the last segment against the disk.
+    static let diskCheckChunkBytes = 4 << 20
+
+    /// Compares the page-cache view of `file` with what the device holds (O_DIRECT) and
+    /// rewrites every chunk where they differ, so that the following fdatasync persists it.
+    /// Where the file system cannot bypass its cache the check is skipped with a warning.
+    static func rewriteBytesMissingFromDisk(
+        in file: SegmentFile, upTo end: Int64, report: inout RecoveryReport
+    ) throws(LogError) {
+        var offset: Int64 = 0
+        var rewritten: Int64 = 0
+        while offset < end {
+            let count = Int(min(Int64(diskCheckChunkBytes), end - offset))
+            let cached: [UInt8]
+            do { cached = try file.handle.read(count: count, fromAbsoluteOffset: offset) } catch { throw .io(error) }
+            var disk = [UInt8](repeating: 0, count: count)
+            do {
+                let got = try disk.withUnsafeMutableBytes { raw in
+                    Result { () throws(FileSystemError) in try file.handle.readBypassingCache(into: raw, fromAbsoluteOffset: offset) }
+                }.get()
+                if got < count { disk.removeLast(count - got) }
+            } catch {
+                report.warnings.append(
+                    "could not read \(file.fileName) bypassing the page cache (\(error)); bytes a failed fdatasync "
+                        + "left only in the cache would not be detected")
+                return
+            }
+            if cached != disk {
+                do { try file.handle.write(cached, toAbsoluteOffset: offset) } catch { throw .io(error) }
+                rewritten += Int64(cached.count)
+            }
+            offset += Int64(count)
+        }
+        if rewritten > 0 {
+            report.warnings.append(
+                "\(file.fileName): the page cache held bytes the disk did not (an earlier fdatasync failed?); "
+                    + "rewrote \(rewritten) bytes before syncing")
+        }
     }
 
     /// Creates the directory (and missing ancestors), each made durable in its parent, and

@@ -38,6 +38,11 @@ public protocol FileHandle: AnyObject, Sendable {
     func size() throws(FileSystemError) -> Int64
     /// Closes the descriptor; further calls fail. Also done on deinit.
     func close()
+    /// Reads what the device holds, bypassing the page cache (O_DIRECT). After a failed
+    /// fdatasync the cache can hold bytes that never reached the disk (fsyncgate); recovery
+    /// uses this to find and rewrite them. Throws `.unsupported`-style errors (EINVAL) where
+    /// the file system cannot bypass its cache.
+    func readBypassingCache(into buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64) throws(FileSystemError) -> Int
 }
 
 /// How to open a file.
@@ -109,6 +114,13 @@ public struct FileSystemError: Error, Hashable, Sendable, CustomStringConvertibl
 }
 
 extension FileHandle {
+    /// For file systems without a page cache of their own (in-memory ones): a plain read.
+    public func readBypassingCache(
+        into buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64
+    ) throws(FileSystemError) -> Int {
+        try read(into: buffer, fromAbsoluteOffset: offset)
+    }
+
     /// Reads up to `count` bytes at `offset` into a new array (shorter only at end of file).
     public func read(count: Int, fromAbsoluteOffset offset: Int64) throws(FileSystemError) -> [UInt8] {
         var error: FileSystemError?

@@ -126,6 +126,38 @@ public final class PosixFileHandle: FileHandle, @unchecked Sendable {
         return Int64(info.st_size)
     }
 
+    /// O_DIRECT reads need block-aligned offsets, lengths and memory.
+    static let directAlignment = 4096
+
+    public func readBypassingCache(
+        into buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64
+    ) throws(FileSystemError) -> Int {
+        let fd = shiplog_open_direct(path.string, O_RDONLY | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw FileSystemError(operation: .read, path: path, errno: errno) }
+        defer { Glibc.close(fd) }
+        let alignment = Self.directAlignment
+        let start = offset - offset % Int64(alignment)
+        let end = offset + Int64(buffer.count)
+        let length = Int((end - start + Int64(alignment) - 1) / Int64(alignment)) * alignment
+        guard let aligned = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: alignment) as UnsafeMutableRawPointer?
+        else { throw FileSystemError(operation: .read, path: path, errno: ENOMEM) }
+        defer { aligned.deallocate() }
+        var done = 0
+        while done < length {
+            let n = pread(fd, aligned + done, length - done, off_t(start) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileSystemError(operation: .read, path: path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        let skip = Int(offset - start)
+        let available = max(0, min(buffer.count, done - skip))
+        if available > 0 { buffer.baseAddress!.copyMemory(from: aligned + skip, byteCount: available) }
+        return available
+    }
+
     public func close() {
         if descriptor >= 0 {
             _ = Glibc.close(descriptor)

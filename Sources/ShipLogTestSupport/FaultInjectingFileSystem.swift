@@ -435,4 +435,10 @@ public final class FaultInjectingFileHandle: FileHandle {
         _ = fileSystem.intercept(.close, path)
         inner.close()
     }
+
+    public func readBypassingCache(
+        into buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64
+    ) throws(FileSystemError) -> Int {
+        try inner.readBypassingCache(into: buffer, fromAbsoluteOffset: offset)
+    }
 }

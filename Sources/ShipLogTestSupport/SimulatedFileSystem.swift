@@ -359,6 +359,28 @@ public final class SimulatedFileHandle: FileHandle {
         }
     }
 
+    /// What the "device" holds: the durable image with the pending writes replayed (Linux
+    /// writes dirty pages back before an O_DIRECT read), but without data a failed sync
+    /// dropped while the page cache kept showing it (fsyncgate).
+    public func readBypassingCache(
+        into buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64
+    ) throws(FileSystemError) -> Int {
+        try withFile(.read) { (state: inout SimState, info) throws(FileSystemError) -> Int in
+            guard info.readable else { throw FileSystemError(operation: .read, path: path, errno: EBADF) }
+            guard offset >= 0 else { throw FileSystemError(operation: .read, path: path, errno: EINVAL) }
+            let file = state.files[info.node]!
+            var image = file.durable
+            for operation in file.pending { operation.apply(to: &image) }
+            let start = Int(clamping: offset)
+            guard start < image.count, buffer.count > 0 else { return 0 }
+            let count = min(buffer.count, image.count - start)
+            image.withUnsafeBytes { source in
+                buffer.baseAddress!.copyMemory(from: source.baseAddress! + start, byteCount: count)
+            }
+            return count
+        }
+    }
+
     public func write(_ bytes: UnsafeRawBufferPointer, toAbsoluteOffset offset: Int64) throws(FileSystemError) {
         try withFile(.write) { (state: inout SimState, info) throws(FileSystemError) in
             guard info.writable else { throw FileSystemError(operation: .write, path: path, errno: EBADF) }

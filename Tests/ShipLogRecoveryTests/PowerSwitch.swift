@@ -193,6 +193,12 @@ final class SwitchedHandle: ShipLogStorage.FileHandle, @unchecked Sendable {
         try power.gate(.read, path) { () throws(FileSystemError) in try inner.read(into: buffer, fromAbsoluteOffset: offset) }
     }
 
+    func readBypassingCache(into buffer: UnsafeMutableRawBufferPointer, fromAbsoluteOffset offset: Int64) throws(FileSystemError) -> Int {
+        try power.gate(.read, path) { () throws(FileSystemError) in
+            try inner.readBypassingCache(into: buffer, fromAbsoluteOffset: offset)
+        }
+    }
+
     func write(_ bytes: UnsafeRawBufferPointer, toAbsoluteOffset offset: Int64) throws(FileSystemError) {
         try power.gate(.write, path) { () throws(FileSystemError) in try inner.write(bytes, toAbsoluteOffset: offset) }
     }
