@@ -49,33 +49,40 @@ struct AppendCommand {
             try batch.append(line)
         }
 
-        readLoop: while tracker.firstError == nil {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw CommandError("reading standard input: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break readLoop }
-            var start = 0
-            for i in 0..<n where chunk[i] == UInt8(ascii: "\n") {
-                if partial.isEmpty {
-                    try add(chunk[start..<i])
-                } else {
-                    partial.append(contentsOf: chunk[start..<i])
-                    try add(partial[...])
-                    partial.removeAll(keepingCapacity: true)
+        // Stop reading at the first bad line, but let the acknowledgements already on their
+        // way finish printing before the error is reported (stdout has one writer at a time).
+        var inputError: (any Error)?
+        do {
+            readLoop: while tracker.firstError == nil {
+                let n = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw CommandError("reading standard input: \(String(cString: strerror(errno)))")
                 }
-                start = i + 1
+                if n == 0 { break readLoop }
+                var start = 0
+                for i in 0..<n where chunk[i] == UInt8(ascii: "\n") {
+                    if partial.isEmpty {
+                        try add(chunk[start..<i])
+                    } else {
+                        partial.append(contentsOf: chunk[start..<i])
+                        try add(partial[...])
+                        partial.removeAll(keepingCapacity: true)
+                    }
+                    start = i + 1
+                }
+                partial.append(contentsOf: chunk[start..<n])
+                guard partial.count <= FormatLimits.recordBytesMax else {
+                    throw CommandError("line \(lineNumber + 1) is longer than recordBytesMax (\(FormatLimits.recordBytesMax) bytes)")
+                }
+                try submit()
             }
-            partial.append(contentsOf: chunk[start..<n])
-            guard partial.count <= FormatLimits.recordBytesMax else {
-                throw CommandError("line \(lineNumber + 1) is longer than recordBytesMax (\(FormatLimits.recordBytesMax) bytes)")
+            if !partial.isEmpty {
+                try add(partial[...])  // a last line without its newline
+                try submit()
             }
-            try submit()
-        }
-        if !partial.isEmpty {
-            try add(partial[...])  // a last line without its newline
-            try submit()
+        } catch {
+            inputError = error
         }
         tracker.waitForAll()
         printer.sync {}
@@ -83,6 +90,7 @@ struct AppendCommand {
             do { try log.close() } catch { return error }
             return nil
         }()
+        if let inputError { throw inputError }
         if let error = tracker.firstError ?? closeError {
             throw CommandError("append stopped: \(error)")
         }

@@ -46,6 +46,11 @@ extension Commands {
     static func runKeyValue(_ arguments: ParsedArguments) throws -> Int32? {
         switch arguments.command.path {
         case kvPut.path, kvGet.path, kvDelete.path, kvScan.path, kvCheckpoint.path:
+            if arguments.command.path == kvScan.path, arguments.string("prefix") != nil,
+                arguments.string("from") != nil || arguments.string("to") != nil
+            {
+                throw UsageError(command: arguments.command.displayName, message: "--prefix cannot be combined with --from/--to")
+            }
             let store = try KeyValueStore(directory: FilePath(try arguments.requiredString("dir")))
             defer { try? store.close() }
             return try KeyValueCommand(arguments: arguments, store: store).run()
@@ -87,9 +92,6 @@ struct KeyValueCommand {
                 return true
             }
             if let prefix = arguments.string("prefix") {
-                guard arguments.string("from") == nil && arguments.string("to") == nil else {
-                    throw UsageError(command: arguments.command.displayName, message: "--prefix cannot be combined with --from/--to")
-                }
                 snapshot.scan(prefix: Array(prefix.utf8), print)
             } else {
                 snapshot.scan(from: arguments.string("from").map { Array($0.utf8) }, to: arguments.string("to").map { Array($0.utf8) }, print)
@@ -130,29 +132,37 @@ struct KeyValueLoadCommand {
             batch.removeAll()
         }
 
-        while let line = readLine(strippingNewline: true) {
-            lineNumber += 1
-            if line.isEmpty { continue }
-            var operation = WriteBatch()
-            switch try Self.parse(line, lineNumber: lineNumber) {
-            case .put(let key, let value): operation.put(key, value)
-            case .delete(let key): operation.delete(key)
+        // Stop reading at the first bad line, but let the acknowledgements already on their
+        // way finish printing before the error is reported (stdout has one writer at a time).
+        var inputError: (any Error)?
+        do {
+            while let line = readLine(strippingNewline: true) {
+                lineNumber += 1
+                if line.isEmpty { continue }
+                var operation = WriteBatch()
+                switch try Self.parse(line, lineNumber: lineNumber) {
+                case .put(let key, let value): operation.put(key, value)
+                case .delete(let key): operation.delete(key)
+                }
+                let record: [UInt8]
+                do { record = try operation.encodedRecord() } catch { throw CommandError("line \(lineNumber): \(error)") }
+                if !batch.canAppend(byteCount: record.count) || batch.uncompressedByteCount >= 64 << 10 { try submit() }
+                try batch.append(record)
+                if tracker.firstError != nil { break }
+                // Pipeline: hand over what has been read whenever stdin has nothing more right now.
+                if !Self.stdinHasData() { try submit() }
             }
-            let record: [UInt8]
-            do { record = try operation.encodedRecord() } catch { throw CommandError("line \(lineNumber): \(error)") }
-            if !batch.canAppend(byteCount: record.count) || batch.uncompressedByteCount >= 64 << 10 { try submit() }
-            try batch.append(record)
-            if tracker.firstError != nil { break }
-            // Pipeline: hand over what has been read whenever stdin has nothing more right now.
-            if !Self.stdinHasData() { try submit() }
+            try submit()
+        } catch {
+            inputError = error
         }
-        try submit()
         tracker.waitForAll()
         printer.sync {}
         let closeError: (any Error)? = {
             do { try store.close() } catch { return error }
             return nil
         }()
+        if let inputError { throw inputError }
         if let error = tracker.firstError ?? closeError { throw CommandError("kv load stopped: \(error)") }
         return 0
     }
