@@ -9,15 +9,11 @@ import ShipLogTestSupport
 // MARK: Helpers (fileprivate: the other test files have their own)
 
 fileprivate func write(_ handle: any FileHandle, _ bytes: [UInt8], at offset: Int64) throws {
-    try bytes.withUnsafeBytes { raw in try handle.write(raw, toAbsoluteOffset: offset) }
+    try handle.write(bytes, toAbsoluteOffset: offset)
 }
 
 fileprivate func read(_ handle: any FileHandle, count: Int, at offset: Int64) throws -> [UInt8] {
-    var buffer = [UInt8](repeating: 0, count: count)
-    let got = try buffer.withUnsafeMutableBytes { raw in
-        try handle.read(into: raw, fromAbsoluteOffset: offset)
-    }
-    return Array(buffer[..<got])
+    try handle.read(count: count, fromAbsoluteOffset: offset)
 }
 
 fileprivate func errno(of body: () throws -> Void) -> Int32? {
