@@ -117,6 +117,20 @@ private func appendAll(_ log: Log, _ records: [[UInt8]]) throws -> [(LSN, [UInt8
     return acknowledged
 }
 
+/// Appends `records` one by one with `.immediate` until an append fails; returns that error
+/// (`nil` when all succeeded) and adds every acknowledged record to `acknowledged`.
+private func appendUntilStopped(
+    _ log: Log, _ records: ArraySlice<[UInt8]>, acknowledged: inout [(LSN, [UInt8])]
+) -> LogError? {
+    for record in records {
+        switch outcome({ () throws(LogError) in try log.append(record, durability: .immediate) }) {
+        case .success(let range): acknowledged.append((range.first, record))
+        case .failure(let error): return error
+        }
+    }
+    return nil
+}
+
 /// Every kind of append and sync fails on a stopped log, with the error that stopped it
 /// (or, for errors without a case of their own, `.failed`).
 private func expectEverythingFails(
@@ -354,13 +368,7 @@ private func expectEverythingFails(
             acknowledged = try appendAll(log, [input[0]])
             #expect(fs.callCount(of: .preallocate) == 1)
             let fault = fs.failCalls(from: 0, of: .preallocate, errno: ENOSPC)
-            for record in input.dropFirst() {
-                switch outcome({ () throws(LogError) in try log.append(record, durability: .immediate) }) {
-                case .success(let range): acknowledged.append((range.first, record))
-                case .failure(let error): stoppedBy = error
-                }
-                if stoppedBy != nil { break }
-            }
+            stoppedBy = appendUntilStopped(log, input.dropFirst(), acknowledged: &acknowledged)
             #expect(fs.timesFired(fault) == 1)
             guard case .outOfSpace(let error)? = stoppedBy else {
                 Issue.record("expected outOfSpace when the next segment cannot be preallocated, got \(String(describing: stoppedBy))")
@@ -417,13 +425,7 @@ private func expectEverythingFails(
             acknowledged = try appendAll(log, [input[0]])
             let fault = fs.inject(Fault(
                 .rename, .onCall(0), effect: afterApplying ? .failAfterApplying(errno: EIO) : .fail(errno: EIO)))
-            for record in input.dropFirst() {
-                switch outcome({ () throws(LogError) in try log.append(record, durability: .immediate) }) {
-                case .success(let range): acknowledged.append((range.first, record))
-                case .failure(let error): stoppedBy = error
-                }
-                if stoppedBy != nil { break }
-            }
+            stoppedBy = appendUntilStopped(log, input.dropFirst(), acknowledged: &acknowledged)
             #expect(fs.timesFired(fault) == 1)
             guard case .writeFailed(let error)? = stoppedBy else {
                 Issue.record("expected writeFailed naming the rename, got \(String(describing: stoppedBy))")
@@ -456,13 +458,7 @@ private func expectEverythingFails(
             let log = try Log.open(directory: dir.path, options: options, fileSystem: fs)
             acknowledged = try appendAll(log, [input[0]])
             let fault = fs.failCall(0, of: .syncDirectory, errno: EIO)
-            for record in input.dropFirst() {
-                switch outcome({ () throws(LogError) in try log.append(record, durability: .immediate) }) {
-                case .success(let range): acknowledged.append((range.first, record))
-                case .failure(let error): stoppedBy = error
-                }
-                if stoppedBy != nil { break }
-            }
+            stoppedBy = appendUntilStopped(log, input.dropFirst(), acknowledged: &acknowledged)
             #expect(fs.timesFired(fault) == 1)
             // A failed directory fsync is a failed sync (syncFailed) or a failed segment
             // creation (writeFailed); either way it names the operation.
