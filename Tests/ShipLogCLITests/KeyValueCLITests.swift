@@ -4,8 +4,7 @@ import ShipLog
 import Testing
 
 // End-to-end tests of `shiplog kv put|get|del|scan|checkpoint|load`: each runs the built
-// binary as a child process, like CLITests (whose helpers are private to that file, so the
-// small ones needed here are repeated below).
+// binary as a child process, like CLITests (ChildProcess, in ChildProcess.swift).
 //
 // The SIGKILL suite (`killedLoadRecoversToTheModelOfItsLog`) runs `kv load --durability
 // immediate` on one store again and again, feeding it random put/del lines over a small key
@@ -18,298 +17,15 @@ import Testing
 // replays the workloads and the schedule of checkpoints and kill delays, though not the exact
 // instant each kill lands).
 
-// MARK: - Locating the binary
-
-private enum KVBinary {
-    /// The `shiplog` executable built next to the test bundle, or why it cannot be found.
-    static let located: Result<String, NotFound> = {
-        var candidates: [String] = []
-        if let executable = Bundle.main.executableURL {
-            candidates.append(executable.deletingLastPathComponent().appendingPathComponent("shiplog").path)
-        }
-        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("shiplog").path)
-        candidates.append(Bundle.main.bundleURL.appendingPathComponent("shiplog").path)
-        if let own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append(URL(fileURLWithPath: own).deletingLastPathComponent().appendingPathComponent("shiplog").path)
-        }
-        // Tests/ShipLogCLITests/KeyValueCLITests.swift -> package root.
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        candidates.append(root.appendingPathComponent(".build/debug/shiplog").path)
-        for candidate in candidates where access(candidate, X_OK) == 0 {
-            return .success(candidate)
-        }
-        return .failure(NotFound(candidates: candidates))
-    }()
-
-    struct NotFound: Error, CustomStringConvertible {
-        let candidates: [String]
-        var description: String {
-            "the shiplog binary was not found (looked at \(candidates.joined(separator: ", "))): run `swift build` "
-                + "(or `make test`, which runs `swift build --build-tests`) before `swift test --skip-build`"
-        }
-    }
-
-    static func path() throws -> String {
-        switch located {
-        case .success(let path): return path
-        case .failure(let error):
-            Issue.record("\(error)")
-            throw error
-        }
-    }
-}
-
-// MARK: - Child processes
-
-/// `pipe2(O_CLOEXEC)` and `posix_spawn_file_actions_addclosefrom_np`, which the Glibc module
-/// does not show to Swift, looked up at run time. With them no child spawned by another test
-/// (in this file or elsewhere, with or without its own spawn lock) can inherit one of our pipe
-/// ends, and our children inherit nothing but their three standard descriptors.
-private enum SpawnSupport {
-    typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
-    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
-
-    static let pipe2: Pipe2? = dlsym(nil, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
-    static let addCloseFrom: AddCloseFrom? =
-        dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
-
-    /// A pipe whose both ends are close-on-exec.
-    static func makePipe() -> [Int32]? {
-        var fds: [Int32] = [-1, -1]
-        if let pipe2 {
-            guard pipe2(&fds, O_CLOEXEC) == 0 else { return nil }
-        } else {
-            guard pipe(&fds) == 0 else { return nil }
-            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        }
-        return fds
-    }
-}
-
-/// A running `shiplog` process with pipes on its standard input, output and error.
-private final class KVChild: @unchecked Sendable {
-    let pid: pid_t
-    private var stdinFD: Int32
-    private let condition = NSCondition()
-    private var out: [UInt8] = []
-    private var err: [UInt8] = []
-    private var openStreams = 2
-    private var status: Int32?
-
-    private static let ignoreSIGPIPE: Void = { _ = Glibc.signal(SIGPIPE, SIG_IGN) }()
-    /// Serializes pipe creation and spawning in this file for when pipe2 is missing.
-    private static let spawnLock = NSLock()
-
-    init(_ arguments: [String], keepStdinOpen: Bool = false) throws {
-        _ = Self.ignoreSIGPIPE
-        let binary = try KVBinary.path()
-        Self.spawnLock.lock()
-        defer { Self.spawnLock.unlock() }
-        guard let input = SpawnSupport.makePipe(), let output = SpawnSupport.makePipe(),
-            let error = SpawnSupport.makePipe()
-        else {
-            throw KVError("pipe: \(String(cString: strerror(errno)))")
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, input[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, error[1], 2)
-        if let addCloseFrom = SpawnSupport.addCloseFrom { _ = addCloseFrom(&actions, 3) }
-        let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        // The child starts with no blocked signals and default dispositions, whatever the
-        // spawning thread has (worker threads block SIGTERM; this process ignores SIGPIPE).
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid = pid_t()
-        let result = posix_spawn(&pid, binary, &actions, &attributes, argv, environ)
-        close(input[0])
-        close(output[1])
-        close(error[1])
-        guard result == 0 else {
-            close(input[1])
-            close(output[0])
-            close(error[0])
-            throw KVError("posix_spawn \(binary): \(String(cString: strerror(result)))")
-        }
-        self.pid = pid
-        self.stdinFD = input[1]
-        startReader(output[0], isError: false)
-        startReader(error[0], isError: true)
-        if !keepStdinOpen { closeStdin() }
-    }
-
-    private func startReader(_ fd: Int32, isError: Bool) {
-        let thread = Thread { [self] in
-            var buffer = [UInt8](repeating: 0, count: 64 << 10)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                condition.lock()
-                if n > 0 {
-                    if isError { err.append(contentsOf: buffer[0..<n]) } else { out.append(contentsOf: buffer[0..<n]) }
-                } else {
-                    openStreams -= 1
-                }
-                condition.broadcast()
-                condition.unlock()
-                if n <= 0 { break }
-            }
-            close(fd)
-        }
-        thread.start()
-    }
-
-    /// Writes to the child's stdin; false once the child has gone (EPIPE).
-    @discardableResult
-    func write(_ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(stdinFD, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += n
-        }
-        return true
-    }
-
-    @discardableResult
-    func write(_ text: String) -> Bool { write(Array(text.utf8)) }
-
-    func closeStdin() {
-        if stdinFD >= 0 {
-            close(stdinFD)
-            stdinFD = -1
-        }
-    }
-
-    var stdout: String { condition.withLock { String(decoding: out, as: UTF8.self) } }
-    var stderr: String { condition.withLock { String(decoding: err, as: UTF8.self) } }
-
-    /// Complete lines of stdout so far (a line still being written is left out).
-    var stdoutLines: [String] {
-        var lines = stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        lines.removeLast()
-        return lines
-    }
-
-    /// Waits until `predicate` holds for stdout (true) or `timeout` passes (false).
-    func waitForStdout(timeout: Duration = .seconds(10), until predicate: (String) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds))
-        condition.lock()
-        defer { condition.unlock() }
-        while !predicate(String(decoding: out, as: UTF8.self)) {
-            if openStreams == 0 { return predicate(String(decoding: out, as: UTF8.self)) }
-            if !condition.wait(until: deadline) { return false }
-        }
-        return true
-    }
-
-    /// Sends `signal` unless the child was already reaped.
-    func signal(_ signal: Int32) {
-        if condition.withLock({ status == nil }) { kill(pid, signal) }
-    }
-
-    /// Waits for the child to exit (killing it after `timeout`) and for its output to end.
-    /// Returns the exit status, or 128 + the signal that ended it.
-    @discardableResult
-    func wait(timeout: Duration = .seconds(20)) -> Int32 {
-        if let status = condition.withLock({ status }) { return status }
-        closeStdin()
-        let deadline = ContinuousClock.now + timeout
-        var raw: Int32 = 0
-        while true {
-            let result = waitpid(pid, &raw, WNOHANG)
-            if result == pid { break }
-            if result < 0 && errno != EINTR { break }
-            if ContinuousClock.now > deadline {
-                Issue.record("shiplog (pid \(pid)) did not exit within \(timeout); killing it")
-                kill(pid, SIGKILL)
-                _ = waitpid(pid, &raw, 0)
-                break
-            }
-            usleep(1000)
-        }
-        condition.lock()
-        while openStreams > 0 { condition.wait() }
-        condition.unlock()
-        let termination = raw & 0x7f
-        let code = termination == 0 ? (raw >> 8) & 0xff : 128 + termination
-        condition.withLock { status = code }
-        return code
-    }
-}
-
-private struct KVError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Runs `shiplog arguments` with `input` on stdin to completion.
-private func kvRun(_ arguments: [String], input: String = "") throws -> (status: Int32, stdout: String, stderr: String) {
-    let child = try KVChild(arguments, keepStdinOpen: true)
-    child.write(input)
-    let status = child.wait()
-    return (status, child.stdout, child.stderr)
-}
-
-/// A fresh temporary directory; the store goes in its `store` subdirectory.
-private struct KVScratch {
-    let root: String
-    var store: String { root + "/store" }
-
-    init(_ name: String = #function) {
-        let safe = name.filter { $0.isLetter || $0.isNumber }
-        root = FileManager.default.temporaryDirectory.path + "/shiplog-kv-cli-tests/" + safe.prefix(80) + "-"
-            + String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-    }
-
-    func cleanup() { try? FileManager.default.removeItem(atPath: root) }
+extension Scratch {
+    /// A fresh temporary directory for a key-value test; the store goes in its `store` subdirectory.
+    fileprivate static func kv(_ name: String = #function) -> Scratch { Scratch(name, group: "shiplog-kv-cli-tests") }
 }
 
 /// `kv scan` output for `entries`: KEY<TAB>VALUE lines in byte order of the keys.
 private func scanText(_ entries: [String: String]) -> String {
     entries.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
         .map { "\($0.key)\t\($0.value)\n" }.joined()
-}
-
-/// Lines a feeder thread has written (or is about to write) to a child's stdin, in order.
-private final class KVSentLines: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var lines: [String] = []
-    private var stopRequested = false
-    private var done = false
-
-    var stopped: Bool { condition.withLock { stopRequested } }
-    func append(_ chunk: [String]) { condition.withLock { lines += chunk } }
-    func stop() { condition.withLock { stopRequested = true } }
-
-    func finish() {
-        condition.withLock { done = true }
-        condition.broadcast()
-    }
-
-    func waitForFeeder() -> [String] {
-        condition.lock()
-        defer { condition.unlock() }
-        while !done { condition.wait() }
-        return lines
-    }
 }
 
 // MARK: - Random workloads
@@ -376,69 +92,69 @@ private enum KVOperation: Equatable {
     static var killCount: Int { Int(ProcessInfo.processInfo.environment["SHIPLOG_KILLS"] ?? "") ?? 100 }
 
     @Test func putGetDeleteAndScan() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
-        let first = try kvRun(["kv", "put", "b", "2", "--dir", dir])
+        let first = try runShiplog(["kv", "put", "b", "2", "--dir", dir])
         #expect(first.status == 0, "stderr: \(first.stderr)")
         #expect(first.stdout == "1\n", "put prints the LSN of the change")
         #expect(first.stderr.isEmpty)
-        #expect(try kvRun(["kv", "put", "--dir", dir, "a", "1"]).stdout == "2\n", "flags before or after KEY VALUE")
-        #expect(try kvRun(["kv", "put", "--dir", dir, "c", "three"]).stdout == "3\n")
-        #expect(try kvRun(["kv", "put", "--dir", dir, "b", "two", "--durability", "buffered"]).stdout == "4\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "a", "1"]).stdout == "2\n", "flags before or after KEY VALUE")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "c", "three"]).stdout == "3\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "b", "two", "--durability", "buffered"]).stdout == "4\n")
 
-        let got = try kvRun(["kv", "get", "b", "--dir", dir])
+        let got = try runShiplog(["kv", "get", "b", "--dir", dir])
         #expect(got.status == 0, "stderr: \(got.stderr)")
         #expect(got.stdout == "two\n", "the newest value")
         #expect(got.stderr.isEmpty)
 
-        let absent = try kvRun(["kv", "get", "--dir", dir, "nope"])
+        let absent = try runShiplog(["kv", "get", "--dir", dir, "nope"])
         #expect(absent.status == 1, "an absent key exits 1")
         #expect(absent.stdout.isEmpty && absent.stderr.isEmpty, "and prints nothing: \(absent.stdout) \(absent.stderr)")
 
-        let scan = try kvRun(["kv", "scan", "--dir", dir])
+        let scan = try runShiplog(["kv", "scan", "--dir", dir])
         #expect(scan.status == 0, "stderr: \(scan.stderr)")
         #expect(scan.stdout == "a\t1\nb\ttwo\nc\tthree\n", "KEY<TAB>VALUE lines in key order")
 
-        let deleted = try kvRun(["kv", "del", "--dir", dir, "b"])
+        let deleted = try runShiplog(["kv", "del", "--dir", dir, "b"])
         #expect(deleted.status == 0, "stderr: \(deleted.stderr)")
         #expect(deleted.stdout == "5\n", "del prints the LSN of the change")
-        let gone = try kvRun(["kv", "get", "--dir", dir, "b"])
+        let gone = try runShiplog(["kv", "get", "--dir", dir, "b"])
         #expect(gone.status == 1)
         #expect(gone.stdout.isEmpty)
         // Deleting an absent key is still a logged change.
-        #expect(try kvRun(["kv", "del", "--dir", dir, "never-there"]).stdout == "6\n")
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "a\t1\nc\tthree\n")
+        #expect(try runShiplog(["kv", "del", "--dir", dir, "never-there"]).stdout == "6\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "a\t1\nc\tthree\n")
         // An empty value is a value, not an absence.
-        #expect(try kvRun(["kv", "load", "--dir", dir], input: "put e \n").stdout == "7\n")
-        let empty = try kvRun(["kv", "get", "--dir", dir, "e"])
+        #expect(try runShiplog(["kv", "load", "--dir", dir], input: "put e \n").stdout == "7\n")
+        let empty = try runShiplog(["kv", "get", "--dir", dir, "e"])
         #expect(
             empty.status == 0 && empty.stdout == "\n", "empty value: exit \(empty.status), \(empty.stdout.debugDescription)")
         // Every change is in the log: the store directory verifies as a log.
-        let verify = try kvRun(["verify", "--dir", dir])
+        let verify = try runShiplog(["verify", "--dir", dir])
         #expect(verify.status == 0, "verify: \(verify.stdout) \(verify.stderr)")
         #expect(verify.stdout.contains("LSN 1...7"), "\(verify.stdout)")
     }
 
     @Test func scanOnAnEmptyStorePrintsNothing() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
-        let scan = try kvRun(["kv", "scan", "--dir", scratch.store])
+        let scan = try runShiplog(["kv", "scan", "--dir", scratch.store])
         #expect(scan.status == 0, "stderr: \(scan.stderr)")
         #expect(scan.stdout.isEmpty && scan.stderr.isEmpty)
         #expect(FileManager.default.fileExists(atPath: scratch.store), "--dir is created when missing")
     }
 
     @Test func scanWithPrefixAndWithRange() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
         let keys = ["a", "b", "c", "d", "k1", "k10", "k2", "k1/x", "ka", "é"]
         let input = keys.map { "put \($0) v-\($0)" }.joined(separator: "\n") + "\n"
-        let load = try kvRun(["kv", "load", "--dir", dir], input: input)
+        let load = try runShiplog(["kv", "load", "--dir", dir], input: input)
         #expect(load.status == 0, "stderr: \(load.stderr)")
         func scan(_ flags: [String]) throws -> [String] {
-            let result = try kvRun(["kv", "scan", "--dir", dir] + flags)
+            let result = try runShiplog(["kv", "scan", "--dir", dir] + flags)
             #expect(result.status == 0, "\(flags): \(result.stderr)")
             return result.stdout.split(separator: "\n").map { String($0.split(separator: "\t")[0]) }
         }
@@ -453,15 +169,15 @@ private enum KVOperation: Equatable {
         #expect(try scan(["--from", "bb", "--to", "k1/x"]) == ["c", "d", "k1"], "bounds need not be keys")
         #expect(try scan(["--from", "k2"]) == ["k2", "ka", "é"], "--from alone is inclusive, to the end")
         #expect(try scan(["--to", "c"]) == ["a", "b"], "--to alone, from the start")
-        let values = try kvRun(["kv", "scan", "--dir", dir, "--prefix", "k1/"])
+        let values = try runShiplog(["kv", "scan", "--dir", dir, "--prefix", "k1/"])
         #expect(values.stdout == "k1/x\tv-k1/x\n")
     }
 
     @Test(arguments: [["--from", "a"], ["--to", "z"], ["--from", "a", "--to", "z"]])
     func prefixWithFromOrToIsAUsageError(range: [String]) throws {
-        let scratch = KVScratch("prefix\(range.joined())")
+        let scratch = Scratch.kv("prefix\(range.joined())")
         defer { scratch.cleanup() }
-        let result = try kvRun(["kv", "scan", "--dir", scratch.store, "--prefix", "p"] + range)
+        let result = try runShiplog(["kv", "scan", "--dir", scratch.store, "--prefix", "p"] + range)
         #expect(result.status == 2, "exit \(result.status), stderr: \(result.stderr)")
         #expect(result.stdout.isEmpty)
         let lines = result.stderr.split(separator: "\n")
@@ -473,12 +189,12 @@ private enum KVOperation: Equatable {
     }
 
     @Test func checkpointThenMorePutsReplayAfterTheCheckpoint() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
-        let load = try kvRun(["kv", "load", "--dir", dir], input: "put a 1\nput b 1\nput c 1\ndel c\n")
+        let load = try runShiplog(["kv", "load", "--dir", dir], input: "put a 1\nput b 1\nput c 1\ndel c\n")
         #expect(load.stdout == "1\n2\n3\n4\n", "stderr: \(load.stderr)")
-        let checkpoint = try kvRun(["kv", "checkpoint", "--dir", dir])
+        let checkpoint = try runShiplog(["kv", "checkpoint", "--dir", dir])
         #expect(checkpoint.status == 0, "stderr: \(checkpoint.stderr)")
         #expect(checkpoint.stdout.hasPrefix("checkpoint at LSN 4:"), "\(checkpoint.stdout)")
         #expect(checkpoint.stdout.contains("2 entries"), "\(checkpoint.stdout)")
@@ -488,72 +204,72 @@ private enum KVOperation: Equatable {
         #expect(checkpoint.stdout.contains(CheckpointStore.fileName(lsn: LSN(4))), "names the file: \(checkpoint.stdout)")
 
         // Changes after the checkpoint: an overwrite, a delete, a new key, a re-put of a deleted key.
-        #expect(try kvRun(["kv", "put", "--dir", dir, "a", "2"]).stdout == "5\n")
-        #expect(try kvRun(["kv", "del", "--dir", dir, "b"]).stdout == "6\n")
-        #expect(try kvRun(["kv", "load", "--dir", dir], input: "put d 1\nput c again\n").stdout == "7\n8\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "a", "2"]).stdout == "5\n")
+        #expect(try runShiplog(["kv", "del", "--dir", dir, "b"]).stdout == "6\n")
+        #expect(try runShiplog(["kv", "load", "--dir", dir], input: "put d 1\nput c again\n").stdout == "7\n8\n")
         #expect(
-            try kvRun(["kv", "get", "--dir", dir, "a"]).stdout == "2\n", "the newest value, replayed after the checkpoint")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "b"]).status == 1, "deleted after the checkpoint")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "c"]).stdout == "again\n")
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "a\t2\nc\tagain\nd\t1\n")
+            try runShiplog(["kv", "get", "--dir", dir, "a"]).stdout == "2\n", "the newest value, replayed after the checkpoint")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "b"]).status == 1, "deleted after the checkpoint")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "c"]).stdout == "again\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "a\t2\nc\tagain\nd\t1\n")
 
         // A second checkpoint, then one more change: restores from the newest checkpoint.
-        let second = try kvRun(["kv", "checkpoint", "--dir", dir])
+        let second = try runShiplog(["kv", "checkpoint", "--dir", dir])
         #expect(second.stdout.hasPrefix("checkpoint at LSN 8: 3 entries"), "\(second.stdout)")
-        #expect(try kvRun(["kv", "put", "--dir", dir, "d", "2"]).stdout == "9\n")
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "a\t2\nc\tagain\nd\t2\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "d", "2"]).stdout == "9\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "a\t2\nc\tagain\nd\t2\n")
         // A checkpoint with nothing new since the last one is at the same LSN.
-        #expect(try kvRun(["kv", "checkpoint", "--dir", dir]).stdout.hasPrefix("checkpoint at LSN 9: 3 entries"))
-        #expect(try kvRun(["kv", "checkpoint", "--dir", dir]).stdout.hasPrefix("checkpoint at LSN 9: 3 entries"))
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "a\t2\nc\tagain\nd\t2\n")
-        #expect(try kvRun(["kv", "put", "--dir", dir, "e", "1"]).stdout == "10\n", "LSNs continue after checkpoints")
+        #expect(try runShiplog(["kv", "checkpoint", "--dir", dir]).stdout.hasPrefix("checkpoint at LSN 9: 3 entries"))
+        #expect(try runShiplog(["kv", "checkpoint", "--dir", dir]).stdout.hasPrefix("checkpoint at LSN 9: 3 entries"))
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "a\t2\nc\tagain\nd\t2\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "e", "1"]).stdout == "10\n", "LSNs continue after checkpoints")
     }
 
     @Test func checkpointOfAnEmptyStore() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
-        let checkpoint = try kvRun(["kv", "checkpoint", "--dir", scratch.store])
+        let checkpoint = try runShiplog(["kv", "checkpoint", "--dir", scratch.store])
         #expect(checkpoint.status == 0, "stderr: \(checkpoint.stderr)")
         #expect(checkpoint.stdout.hasPrefix("checkpoint at LSN 0: 0 entries"), "\(checkpoint.stdout)")
-        #expect(try kvRun(["kv", "put", "--dir", scratch.store, "k", "v"]).stdout == "1\n")
-        #expect(try kvRun(["kv", "scan", "--dir", scratch.store]).stdout == "k\tv\n")
+        #expect(try runShiplog(["kv", "put", "--dir", scratch.store, "k", "v"]).stdout == "1\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", scratch.store]).stdout == "k\tv\n")
     }
 
     @Test func loadTakesValuesWithSpacesAsTheRestOfTheLine() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
         let input = "put greeting hello big world\nput padded  two leading spaces and one trailing \nput -k dash via load\n"
-        let load = try kvRun(["kv", "load", "--dir", dir, "--durability", "immediate"], input: input)
+        let load = try runShiplog(["kv", "load", "--dir", dir, "--durability", "immediate"], input: input)
         #expect(load.status == 0, "stderr: \(load.stderr)")
         #expect(load.stdout == "1\n2\n3\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "greeting"]).stdout == "hello big world\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "padded"]).stdout == " two leading spaces and one trailing \n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "--", "-k"]).stdout == "dash via load\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "greeting"]).stdout == "hello big world\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "padded"]).stdout == " two leading spaces and one trailing \n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "--", "-k"]).stdout == "dash via load\n")
         // A value with spaces as one argument of `kv put` works too.
-        #expect(try kvRun(["kv", "put", "--dir", dir, "greeting", "hi there"]).stdout == "4\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "greeting"]).stdout == "hi there\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "greeting", "hi there"]).stdout == "4\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "greeting"]).stdout == "hi there\n")
     }
 
     @Test func aKeyStartingWithADashNeedsDoubleDash() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
-        let refused = try kvRun(["kv", "put", "--dir", dir, "-k", "v"])
+        let refused = try runShiplog(["kv", "put", "--dir", dir, "-k", "v"])
         #expect(refused.status == 2, "without --, -k is a flag: \(refused.stderr)")
         #expect(refused.stderr.contains("-k"), "\(refused.stderr)")
         #expect(refused.stdout.isEmpty)
-        let put = try kvRun(["kv", "put", "--dir", dir, "--", "-k", "v"])
+        let put = try runShiplog(["kv", "put", "--dir", dir, "--", "-k", "v"])
         #expect(put.status == 0, "stderr: \(put.stderr)")
         #expect(put.stdout == "1\n")
         #expect(
-            try kvRun(["kv", "put", "--dir", dir, "--", "--kk", "-v"]).stdout == "2\n", "after --, values may start with - too")
-        let got = try kvRun(["kv", "get", "--dir", dir, "--", "-k"])
+            try runShiplog(["kv", "put", "--dir", dir, "--", "--kk", "-v"]).stdout == "2\n", "after --, values may start with - too")
+        let got = try runShiplog(["kv", "get", "--dir", dir, "--", "-k"])
         #expect(got.status == 0 && got.stdout == "v\n", "\(got.status) \(got.stdout) \(got.stderr)")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "--", "--kk"]).stdout == "-v\n")
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "--kk\t-v\n-k\tv\n")
-        #expect(try kvRun(["kv", "del", "--dir", dir, "--", "-k"]).stdout == "3\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "--", "-k"]).status == 1)
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "--", "--kk"]).stdout == "-v\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "--kk\t-v\n-k\tv\n")
+        #expect(try runShiplog(["kv", "del", "--dir", dir, "--", "-k"]).stdout == "3\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "--", "-k"]).status == 1)
     }
 
     @Test(arguments: [
@@ -573,9 +289,9 @@ private enum KVOperation: Equatable {
         (["kv"], "missing command"),
     ])
     func usageErrorsExitTwoWithOneLine(arguments: [String], mentions: String) throws {
-        let scratch = KVScratch("usage\(arguments.joined())")
+        let scratch = Scratch.kv("usage\(arguments.joined())")
         defer { scratch.cleanup() }
-        let result = try kvRun(arguments.map { $0 == "DIR" ? scratch.store : $0 }, input: "put never read\n")
+        let result = try runShiplog(arguments.map { $0 == "DIR" ? scratch.store : $0 }, input: "put never read\n")
         #expect(result.status == 2, "\(arguments): exit \(result.status), stderr: \(result.stderr)")
         #expect(result.stderr.hasSuffix("\n"))
         let lines = result.stderr.split(separator: "\n")
@@ -587,51 +303,51 @@ private enum KVOperation: Equatable {
     }
 
     @Test func overLimitKeysAndValuesAreRefusedNamingTheLimit() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
-        #expect(try kvRun(["kv", "put", "--dir", dir, "before", "1"]).stdout == "1\n")
+        #expect(try runShiplog(["kv", "put", "--dir", dir, "before", "1"]).stdout == "1\n")
         let longKey = String(repeating: "k", count: KeyValueLimits.keyBytesMax + 1)
-        let refused = try kvRun(["kv", "load", "--dir", dir], input: "put \(longKey) v\n")
+        let refused = try runShiplog(["kv", "load", "--dir", dir], input: "put \(longKey) v\n")
         #expect(refused.status == 1, "exit \(refused.status), stderr: \(refused.stderr)")
         #expect(refused.stderr.contains("keyBytesMax"), "names the limit: \(refused.stderr)")
         #expect(refused.stderr.contains("line 1"), "names the line: \(refused.stderr)")
         #expect(refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
         #expect(refused.stdout.isEmpty, "nothing acknowledged")
         // The same through `kv put` and `kv del`.
-        let put = try kvRun(["kv", "put", "--dir", dir, longKey, "v"])
+        let put = try runShiplog(["kv", "put", "--dir", dir, longKey, "v"])
         #expect(put.status == 1 && put.stderr.contains("keyBytesMax"), "exit \(put.status): \(put.stderr)")
-        let del = try kvRun(["kv", "del", "--dir", dir, longKey])
+        let del = try runShiplog(["kv", "del", "--dir", dir, longKey])
         #expect(del.status == 1 && del.stderr.contains("keyBytesMax"), "exit \(del.status): \(del.stderr)")
         // A value over valueBytesMax through `kv load` (too long for one argv string).
         let longValue = String(repeating: "v", count: KeyValueLimits.valueBytesMax + 1)
-        let big = try kvRun(["kv", "load", "--dir", dir], input: "put k \(longValue)\n")
+        let big = try runShiplog(["kv", "load", "--dir", dir], input: "put k \(longValue)\n")
         #expect(big.status == 1 && big.stderr.contains("valueBytesMax"), "exit \(big.status): \(big.stderr)")
         // Nothing of the refused operations reached the store.
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "before\t1\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "before\t1\n")
         // Exactly at the limits is fine.
         let maxKey = String(repeating: "m", count: KeyValueLimits.keyBytesMax)
         let maxValue = String(repeating: "w", count: KeyValueLimits.valueBytesMax)
-        let atLimit = try kvRun(["kv", "load", "--dir", dir], input: "put \(maxKey) small\nput big \(maxValue)\n")
+        let atLimit = try runShiplog(["kv", "load", "--dir", dir], input: "put \(maxKey) small\nput big \(maxValue)\n")
         #expect(atLimit.status == 0, "stderr: \(atLimit.stderr.prefix(300))")
         #expect(atLimit.stdout == "2\n3\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, maxKey]).stdout == "small\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "big"]).stdout == maxValue + "\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, maxKey]).stdout == "small\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "big"]).stdout == maxValue + "\n")
     }
 
     @Test func loadRefusesAMalformedLineNamingIt() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
         for (line, index) in [("bogus", 1), ("put onlykey", 1), ("del", 1), ("del  x", 1), ("put  k v", 1)] {
-            let result = try kvRun(["kv", "load", "--dir", dir], input: line + "\n")
+            let result = try runShiplog(["kv", "load", "--dir", dir], input: line + "\n")
             #expect(result.status == 1, "'\(line)': exit \(result.status), stderr: \(result.stderr)")
             #expect(result.stderr.contains("line \(index)"), "'\(line)': \(result.stderr)")
             #expect(result.stdout.isEmpty)
         }
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout.isEmpty)
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout.isEmpty)
         // A bad line after good ones that were already acknowledged: those stay.
-        let child = try KVChild(["kv", "load", "--dir", dir], keepStdinOpen: true)
+        let child = try ChildProcess(["kv", "load", "--dir", dir], keepStdinOpen: true)
         child.write("put a 1\nput b 2\n")
         #expect(child.waitForStdout { $0 == "1\n2\n" }, "acknowledged: \(child.stdout) \(child.stderr)")
         child.write("put c 3\nnot an operation\n")
@@ -642,13 +358,13 @@ private enum KVOperation: Equatable {
         let printed = child.stdoutLines
         // Was a race: the error path did not wait for the printer, and an LSN could print twice.
         #expect(printed == ["1", "2"] || printed == ["1", "2", "3"], "stdout: \(child.stdout.debugDescription)")
-        let scan = try kvRun(["kv", "scan", "--dir", dir]).stdout
+        let scan = try runShiplog(["kv", "scan", "--dir", dir]).stdout
         #expect(scan == "a\t1\nb\t2\n" || scan == "a\t1\nb\t2\nc\t3\n", "\(scan)")
         if printed.contains("3") { #expect(scan.contains("c\t3"), "LSN 3 was printed: 'put c 3' is in the store") }
     }
 
     @Test func loadPrintsOneLSNPerOperationInOrder() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
         // Enough operations, some large, for several log batches (kv load cuts batches at 64 KiB).
@@ -661,11 +377,11 @@ private enum KVOperation: Equatable {
             op.apply(to: &model)
         }
         let input = operations.map(\.line).joined(separator: "\n") + "\n"
-        let load = try kvRun(["kv", "load", "--dir", dir, "--durability", "immediate"], input: input)
+        let load = try runShiplog(["kv", "load", "--dir", dir, "--durability", "immediate"], input: input)
         #expect(load.status == 0, "stderr: \(load.stderr)")
         #expect(load.stdout == (1...3000).map { "\($0)\n" }.joined(), "one LSN per operation, in order")
         #expect(load.stderr.isEmpty)
-        let scan = try kvRun(["kv", "scan", "--dir", dir])
+        let scan = try runShiplog(["kv", "scan", "--dir", dir])
         #expect(scan.stdout == scanText(model))
         // The records are exactly the operations' encodings, at their LSNs.
         let reader = LogDirectoryReader(directory: FilePath(dir))
@@ -681,31 +397,31 @@ private enum KVOperation: Equatable {
         #expect(lsn == 3001, "3000 records in the log")
         #expect(mismatches == 0)
         // A second load continues the LSNs; empty lines are no operations.
-        let more = try kvRun(["kv", "load", "--dir", dir], input: "del big0\nput big0 small\n\ndel big1\n")
+        let more = try runShiplog(["kv", "load", "--dir", dir], input: "del big0\nput big0 small\n\ndel big1\n")
         #expect(more.stdout == "3001\n3002\n3003\n", "empty lines are skipped: \(more.stdout) \(more.stderr)")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "big0"]).stdout == "small\n")
-        #expect(try kvRun(["kv", "get", "--dir", dir, "big1"]).status == 1)
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "big0"]).stdout == "small\n")
+        #expect(try runShiplog(["kv", "get", "--dir", dir, "big1"]).status == 1)
     }
 
     @Test func loadAcknowledgesEachOperationWhileStdinStaysOpen() throws {
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         defer { scratch.cleanup() }
         let dir = scratch.store
-        let child = try KVChild(["kv", "load", "--dir", dir, "--durability", "immediate"], keepStdinOpen: true)
+        let child = try ChildProcess(["kv", "load", "--dir", dir, "--durability", "immediate"], keepStdinOpen: true)
         defer { child.signal(SIGKILL); child.wait() }
         child.write("put a 1\n")
         #expect(child.waitForStdout { $0 == "1\n" }, "acknowledged before EOF: \(child.stdout) \(child.stderr)")
         child.write("del a\nput b 2\n")
         #expect(child.waitForStdout { $0 == "1\n2\n3\n" }, "\(child.stdout) \(child.stderr)")
         // The store is locked while the load runs.
-        let locked = try kvRun(["kv", "get", "--dir", dir, "b"])
+        let locked = try runShiplog(["kv", "get", "--dir", dir, "b"])
         #expect(locked.status == 1, "\(locked.stderr)")
         #expect(locked.stderr.contains("LOCK"), "names the lock: \(locked.stderr)")
         child.write("put c 3\n")
         child.closeStdin()
         #expect(child.wait() == 0, "\(child.stderr)")
         #expect(child.stdout == "1\n2\n3\n4\n")
-        #expect(try kvRun(["kv", "scan", "--dir", dir]).stdout == "b\t2\nc\t3\n")
+        #expect(try runShiplog(["kv", "scan", "--dir", dir]).stdout == "b\t2\nc\t3\n")
     }
 
     // MARK: SIGKILL
@@ -730,7 +446,7 @@ private enum KVOperation: Equatable {
     @Test func killedLoadRecoversToTheModelOfItsLog() throws {
         let kills = Self.killCount
         let firstSeed = UInt64(ProcessInfo.processInfo.environment["SHIPLOG_SEED"] ?? "") ?? UInt64.random(in: 1...999_999)
-        let scratch = KVScratch()
+        let scratch = Scratch.kv()
         let dir = scratch.store
         let started = ContinuousClock.now
         var failed = false
@@ -785,7 +501,7 @@ private enum KVOperation: Equatable {
                 // Between kills: checkpoints (some killed while they work) and single commands.
                 switch rng.next() % 10 {
                 case 0, 1:
-                    let result = try kvRun(["kv", "checkpoint", "--dir", dir])
+                    let result = try runShiplog(["kv", "checkpoint", "--dir", dir])
                     check(result.status == 0, "kv checkpoint failed (\(result.status)): \(result.stderr)", context)
                     check(
                         result.stdout.hasPrefix("checkpoint at LSN \(lastLSN): \(model.count) entries"),
@@ -794,7 +510,7 @@ private enum KVOperation: Equatable {
                         context)
                     checkpoints += 1
                 case 2, 3:
-                    let child = try KVChild(["kv", "checkpoint", "--dir", dir])
+                    let child = try ChildProcess(["kv", "checkpoint", "--dir", dir])
                     usleep(UInt32(rng.next() % 20_000))
                     child.signal(SIGKILL)
                     let status = child.wait()
@@ -813,7 +529,7 @@ private enum KVOperation: Equatable {
                         case .put(let key, let value): ["kv", "put", "--dir", dir, "--", key, value]
                         case .delete(let key): ["kv", "del", "--dir", dir, "--", key]
                         }
-                    let result = try kvRun(arguments)
+                    let result = try runShiplog(arguments)
                     check(result.status == 0, "\(arguments): \(result.stderr)", context)
                     check(
                         result.stdout == "\(lastLSN + 1)\n", "\(arguments) printed \(result.stdout), expected LSN \(lastLSN + 1)",
@@ -830,8 +546,8 @@ private enum KVOperation: Equatable {
                 if failed { return }
 
                 // The load, fed random operations until it is killed.
-                let child = try KVChild(["kv", "load", "--dir", dir, "--durability", "immediate"], keepStdinOpen: true)
-                let sent = KVSentLines()
+                let child = try ChildProcess(["kv", "load", "--dir", dir, "--durability", "immediate"], keepStdinOpen: true)
+                let sent = SentLines()
                 let workloadSeed = rng.next()
                 let feeder = Thread {
                     var operations = SplitMix(seed: workloadSeed)
@@ -876,7 +592,7 @@ private enum KVOperation: Equatable {
                 if failed { return }
 
                 // The store as a recovering open sees it (this also cuts a torn tail).
-                let scan = try kvRun(["kv", "scan", "--dir", dir])
+                let scan = try runShiplog(["kv", "scan", "--dir", dir])
                 check(scan.status == 0, "kv scan after the kill failed (\(scan.status)): \(scan.stderr)", context)
 
                 // What survived, from the log itself: one record per line the child read, in
@@ -927,7 +643,7 @@ private enum KVOperation: Equatable {
                 // Now and then a point read of a random key agrees too.
                 if rng.next() % 8 == 0 {
                     let key = KVOperation.keys[Int(rng.next() % UInt64(KVOperation.keys.count))]
-                    let got = try kvRun(["kv", "get", "--dir", dir, "--", key])
+                    let got = try runShiplog(["kv", "get", "--dir", dir, "--", key])
                     if let value = model[key] {
                         check(
                             got.status == 0 && got.stdout == value + "\n", "kv get \(key): \(got.status) \(got.stdout.prefix(60))",
@@ -951,7 +667,7 @@ private enum KVOperation: Equatable {
         check(loadKills == kills, "\(loadKills) of \(kills) loads were killed", context)
         check(
             acknowledged > kills, "the children acknowledged only \(acknowledged) operations: the test proves little", context)
-        let verify = try kvRun(["verify", "--dir", dir])
+        let verify = try runShiplog(["verify", "--dir", dir])
         check(verify.status == 0, "verify after the kills: \(verify.stdout) \(verify.stderr)", context)
         print(
             "KeyValueCLITests: \(loadKills) kills of kv load, \(checkpointKills) of kv checkpoint, "
