@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "ShipLogRecoveryTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogKVTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogProtocolTests", dependencies: ["ShipLogProtocol"]),
-        .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog"]),
+        .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog", "ShipLogTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import ShipLog
+import ShipLogTestSupport
 
 /// Real process crashes: `shiplog append --durability immediate` is SIGKILLed at random
 /// moments while it is fed lines; after each kill the log is reopened and every LSN the child
@@ -110,15 +111,5 @@ import ShipLog
     }
 }
 
-/// A tiny deterministic PRNG for the test's schedule.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The tests' deterministic schedule generator (SplitMix64, shared with the other suites).
+typealias SplitMix = SplitMix64

@@ -84,16 +84,7 @@ struct AppendCommand {
         } catch {
             inputError = error
         }
-        tracker.waitForAll()
-        printer.sync {}
-        let closeError: (any Error)? = {
-            do { try log.close() } catch { return error }
-            return nil
-        }()
-        if let inputError { throw inputError }
-        if let error = tracker.firstError ?? closeError {
-            throw CommandError("append stopped: \(error)")
-        }
+        try tracker.finish(printer: printer, inputError: inputError, command: "append") { try log.close() }
         return 0
     }
 }
@@ -115,6 +106,21 @@ final class AcknowledgementTracker: @unchecked Sendable {
     }
 
     var firstError: (any Error)? { lock.withLock { error } }
+
+    /// Ends a pipelined command: waits for every acknowledgement in flight and its printing,
+    /// closes, then reports the first error (a bad input line first).
+    func finish(
+        printer: DispatchQueue, inputError: (any Error)?, command: String, close: () throws -> Void
+    ) throws {
+        waitForAll()
+        printer.sync {}
+        let closeError: (any Error)? = {
+            do { try close() } catch { return error }
+            return nil
+        }()
+        if let inputError { throw inputError }
+        if let error = firstError ?? closeError { throw CommandError("\(command) stopped: \(error)") }
+    }
 
     /// Prints the LSNs of an acknowledged append, one per line, or records its failure.
     /// Called on the command's serial printer queue, in LSN order.

@@ -156,14 +156,7 @@ struct KeyValueLoadCommand {
         } catch {
             inputError = error
         }
-        tracker.waitForAll()
-        printer.sync {}
-        let closeError: (any Error)? = {
-            do { try store.close() } catch { return error }
-            return nil
-        }()
-        if let inputError { throw inputError }
-        if let error = tracker.firstError ?? closeError { throw CommandError("kv load stopped: \(error)") }
+        try tracker.finish(printer: printer, inputError: inputError, command: "kv load") { try store.close() }
         return 0
     }
 
