@@ -144,6 +144,15 @@ extension Log {
                 do { try file.handle.synchronizeData() } catch { return .failure(.syncFailed(error)) }
             case .create(let header):
                 activeFile = try createSegment(header)
+            case .syncBarrier(let through):
+                // Every operation before the barrier was performed: what is written gets synced.
+                let (needed, target) = lock.withLock { (state.syncedLSN < through, state.writtenLSN) }
+                guard needed, let file = activeFile else { break }
+                do { try file.handle.synchronizeData() } catch { return .failure(.syncFailed(error)) }
+                lock.withLock {
+                    state.syncedLSN = max(state.syncedLSN, target)
+                    state.stats.syncCalls += 1
+                }
             }
             return .success(())
         } catch {
@@ -219,6 +228,9 @@ extension Log {
             state.segments[last].index = footer.index
             // Sealing synced this segment, and every older one was synced when it was sealed.
             state.syncedLSN = max(state.syncedLSN, footer.lastLSN)
+            let synced = state.syncedLSN
+            completions.take(&state.syncWaiters, through: synced, result: { .success($0) })
+        case .syncBarrier:
             let synced = state.syncedLSN
             completions.take(&state.syncWaiters, through: synced, result: { .success($0) })
         case .create:

@@ -198,13 +198,23 @@ public final class Log: @unchecked Sendable {
     /// Called with the lock held.
     private func assign(_ batch: EncodedBatch) -> LSNRange {
         var batch = batch
+        rollSegmentIfNeeded(adding: batch.byteCount, recordCount: batch.recordCount)
+        let header = batch.seal(
+            baseLSN: state.nextLSN, epoch: state.epoch, previousBatchCRC: state.lastBatchCRC,
+            syncedThrough: state.syncedLSN, timestamp: wallClockNanoseconds())
+        return place(batch.bytes, header: header)
+    }
+
+    /// Seals the current segment and queues a new one when the next batch would not fit (or
+    /// its LSN would not fit the 32-bit index deltas). Called with the lock held.
+    private func rollSegmentIfNeeded(adding byteCount: Int, recordCount: UInt32) {
         let baseLSN = state.nextLSN
         let footerReserve = Int64(SegmentFooter.fixedByteCount + SegmentFooter.trailerByteCount)
         if let current = state.assigned, current.batchCount > 0,
-            current.end + Int64(batch.byteCount) + footerReserve + 8 * Int64(current.index.count + 1)
+            current.end + Int64(byteCount) + footerReserve + 8 * Int64(current.index.count + 1)
                 > options.segmentBytesMax
                 // Index entries store LSNs as 32-bit offsets from the segment's base.
-                || baseLSN.rawValue - current.baseLSN.rawValue + UInt64(batch.recordCount) > UInt64(UInt32.max)
+                || baseLSN.rawValue - current.baseLSN.rawValue + UInt64(recordCount) > UInt64(UInt32.max)
         {
             state.pending.append(.seal(baseLSN: current.baseLSN, footer: current.footer))
             state.assigned = nil
@@ -216,42 +226,110 @@ public final class Log: @unchecked Sendable {
             state.pending.append(.create(header))
             state.assigned = AssignedSegment(baseLSN: baseLSN, previousBatchCRC: state.lastBatchCRC, epoch: state.epoch)
         }
-        let timestamp = wallClockNanoseconds()
-        let header = batch.seal(
-            baseLSN: baseLSN, epoch: state.epoch, previousBatchCRC: state.lastBatchCRC,
-            syncedThrough: state.syncedLSN, timestamp: timestamp)
+    }
+
+    /// Queues a batch whose header is final at the end of the current segment. Called with the lock held.
+    private func place(_ bytes: [UInt8], header: BatchHeader) -> LSNRange {
         let offset = state.assigned!.end
         let range = header.lsnRange
-        state.assigned!.end += Int64(batch.byteCount)
+        state.assigned!.end += Int64(bytes.count)
         state.assigned!.batchCount += 1
         state.assigned!.lastLSN = range.last
         state.assigned!.lastBatchCRC = header.batchCRC
         state.assigned!.lastEpoch = header.epoch
-        state.assigned!.lastTimestamp = timestamp
+        state.assigned!.lastTimestamp = header.timestamp
         if offset >= state.assigned!.nextIndexAt {
-            state.assigned!.index.append(SegmentIndexEntry(lsn: baseLSN, position: offset))
+            state.assigned!.index.append(SegmentIndexEntry(lsn: range.first, position: offset))
             state.assigned!.nextIndexAt = offset + options.indexIntervalBytes
         }
         let indexCount = state.assigned!.index.count
-        if case .write(let start, var bytes, _, _, _) = state.pending.last, start + Int64(bytes.count) == offset {
+        if case .write(let start, var pendingBytes, _, _, _) = state.pending.last, start + Int64(pendingBytes.count) == offset {
             state.pending.removeLast()
-            bytes.append(contentsOf: batch.bytes)
+            pendingBytes.append(contentsOf: bytes)
             state.pending.append(
-                .write(offset: start, bytes: bytes, lastLSN: range.last, lastTimestamp: timestamp, indexUpTo: indexCount))
+                .write(offset: start, bytes: pendingBytes, lastLSN: range.last, lastTimestamp: header.timestamp, indexUpTo: indexCount))
         } else {
-            var bytes = batch.bytes
-            bytes.reserveCapacity(max(bytes.count, 256 << 10))
+            var pendingBytes = bytes
+            pendingBytes.reserveCapacity(max(bytes.count, 256 << 10))
             state.pending.append(
-                .write(offset: offset, bytes: bytes, lastLSN: range.last, lastTimestamp: timestamp, indexUpTo: indexCount))
+                .write(offset: offset, bytes: pendingBytes, lastLSN: range.last, lastTimestamp: header.timestamp, indexUpTo: indexCount))
         }
-        state.pendingBytes += batch.byteCount
+        state.pendingBytes += bytes.count
         state.nextLSN = range.next
         state.lastBatchCRC = header.batchCRC
         state.stats.batchesAppended += 1
-        state.stats.recordsAppended += UInt64(batch.recordCount)
-        state.stats.uncompressedBytesAppended += UInt64(batch.uncompressedLength)
-        state.stats.storedBytesAppended += UInt64(batch.byteCount)
+        state.stats.recordsAppended += UInt64(header.recordCount)
+        state.stats.uncompressedBytesAppended += UInt64(header.uncompressedLength)
+        state.stats.storedBytesAppended += UInt64(bytes.count)
         return range
+    }
+
+    // MARK: - Replicated batches
+
+    /// Appends a batch exactly as another node wrote it (header and payload untouched), the
+    /// follower's side of log shipping, and waits for `durability`.
+    @discardableResult
+    public func appendReplicated(_ batch: Batch, durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        let done = BlockingResult<LSNRange>()
+        _ = try submitReplicated(batch, durability: durability) { done.set($0) }
+        return try done.wait()
+    }
+
+    /// Queues a batch exactly as another node wrote it, after checking that it continues this
+    /// log: its base LSN is the next LSN, its previousBatchCRC is this log's last batchCRC, its
+    /// epoch is not older. Every LSN up to its `syncedThrough` is made durable here before its
+    /// bytes are written (FORMAT.md section 9), so recovery's corruption rule holds on this
+    /// node too. `completion` runs on the I/O thread as for ``submit(_:durability:blockWhenFull:completion:)``.
+    @discardableResult
+    public func submitReplicated(
+        _ batch: Batch, durability: Durability, completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
+    ) throws(LogError) -> LSNRange {
+        let header = batch.header
+        lock.lock()
+        while state.pendingBytes > options.pendingBytesMax && state.failure == nil && !state.closing { lock.wait() }
+        if let failure = state.failure {
+            lock.unlock()
+            throw Self.stopped(by: failure)
+        }
+        if state.closing {
+            lock.unlock()
+            throw .closed
+        }
+        if let problem = continuityProblem(header) {
+            lock.unlock()
+            throw .invalidArgument("replicated batch LSN \(header.lsnRange) does not continue this log: \(problem)")
+        }
+        state.epoch = max(state.epoch, header.epoch)
+        rollSegmentIfNeeded(adding: batch.bytes.count, recordCount: header.recordCount)
+        if header.syncedThrough > state.syncedLSN {
+            state.pending.append(.syncBarrier(through: header.syncedThrough))
+        }
+        let range = place(batch.bytes, header: header)
+        let waiter = Waiter(range: range, completion: completion)
+        switch durability {
+        case .buffered:
+            state.writeWaiters.append(waiter)
+        case .interval(let period):
+            state.writeWaiters.append(waiter)
+            let deadline = monotonicNanoseconds() &+ period.nanoseconds
+            state.syncDeadline = min(state.syncDeadline ?? deadline, deadline)
+        case .immediate:
+            state.syncWaiters.append(waiter)
+        }
+        lock.unlock()
+        lock.broadcast()
+        return range
+    }
+
+    /// Why `header` cannot be the next batch of this log, or `nil`. Called with the lock held.
+    private func continuityProblem(_ header: BatchHeader) -> String? {
+        if header.baseLSN != state.nextLSN { return "expected base LSN \(state.nextLSN)" }
+        if header.previousBatchCRC != state.lastBatchCRC {
+            return "previousBatchCRC 0x\(String(header.previousBatchCRC, radix: 16)) is not this log's last batchCRC "
+                + "0x\(String(state.lastBatchCRC, radix: 16))"
+        }
+        if header.epoch < state.epoch { return "epoch \(header.epoch) is older than this log's epoch \(state.epoch)" }
+        return nil
     }
 
     // MARK: - Syncing and closing

@@ -48,6 +48,9 @@ enum PendingOperation {
     case seal(baseLSN: LSN, footer: SegmentFooter)
     /// Create the next segment (temporary name, header, preallocate, fdatasync, rename, directory fsync).
     case create(SegmentHeader)
+    /// fdatasync before writing what follows, unless everything through `through` is durable
+    /// already: a replicated batch may be written only once its `syncedThrough` holds here.
+    case syncBarrier(through: LSN)
     /// Coalesced batches for the current segment.
     case write(offset: Int64, bytes: [UInt8], lastLSN: LSN, lastTimestamp: UInt64, indexUpTo: Int)
 }
