@@ -19,6 +19,12 @@ public protocol StateMachine: AnyObject, SendableMetatype {
     /// same state. Throwing stops the host (the record is not applied).
     func apply(_ record: UnsafeRawBufferPointer, at lsn: LSN) throws(StateMachineError)
 
+    /// Applies records read back from the log while recovering, in LSN order, many at a time.
+    /// The result must equal applying each with ``apply(_:at:)`` in order; the default does
+    /// exactly that. A machine may reorder work that commutes (e.g. changes to different
+    /// keys) to go faster: nothing reads the state during replay.
+    func replay(_ records: ReplayBatch) throws(StateMachineError)
+
     /// Captures the current state.
     func captureSnapshot() -> Snapshot
 
@@ -39,4 +45,48 @@ public protocol StateMachine: AnyObject, SendableMetatype {
 public struct StateMachineError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension StateMachine {
+    public func replay(_ records: ReplayBatch) throws(StateMachineError) {
+        let result = records.withRecords { storage, entries in
+            Result { () throws(StateMachineError) in
+                for entry in entries {
+                    try apply(UnsafeRawBufferPointer(rebasing: storage[entry.range]), at: entry.lsn)
+                }
+            }
+        }
+        try result.get()
+    }
+}
+
+/// Records replayed together: copies of their bytes, back to back, with their LSNs (ascending).
+public struct ReplayBatch: Sendable {
+    /// The records' bytes, back to back.
+    public private(set) var storage: [UInt8] = []
+    /// Each record's LSN and byte range in `storage`.
+    public private(set) var entries: [(lsn: LSN, range: Range<Int>)] = []
+
+    public init() {}
+
+    public var count: Int { entries.count }
+    public var byteCount: Int { storage.count }
+
+    mutating func append(_ record: UnsafeRawBufferPointer, at lsn: LSN) {
+        let start = storage.count
+        storage.append(contentsOf: record)
+        entries.append((lsn, start..<storage.count))
+    }
+
+    mutating func removeAll() {
+        storage.removeAll(keepingCapacity: true)
+        entries.removeAll(keepingCapacity: true)
+    }
+
+    /// Calls `body` with the whole storage and the entries, for machines that decode in bulk.
+    public func withRecords<R>(
+        _ body: (UnsafeRawBufferPointer, [(lsn: LSN, range: Range<Int>)]) throws -> R
+    ) rethrows -> R {
+        try storage.withUnsafeBytes { try body($0, entries) }
+    }
 }

@@ -100,6 +100,10 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
         self.state = Mutex(HostState(appliedLSN: log.writtenLSN))
     }
 
+    /// Records handed to ``StateMachine/replay(_:)`` at a time, at most, and their bytes.
+    static var replayWindowRecords: Int { 1 << 19 }
+    static var replayWindowBytes: Int { 64 << 20 }
+
     /// Newest valid checkpoint, then every record after it.
     private static func restore(
         machine: Machine, log: Log, checkpoints: CheckpointStore, report: inout StateMachineRecoveryReport
@@ -136,10 +140,19 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
                     reason: "no usable checkpoint covers LSNs the log no longer holds (first retained LSN \(log.firstLSN))")
             }
             var replayed: UInt64 = 0
+            var window = ReplayBatch()
             do {
                 try log.forEachRecord(from: start) { lsn, record in
-                    try machine.apply(record, at: lsn)
-                    replayed += 1
+                    window.append(record, at: lsn)
+                    if window.byteCount >= Self.replayWindowBytes || window.count >= Self.replayWindowRecords {
+                        try machine.replay(window)
+                        replayed += UInt64(window.count)
+                        window.removeAll()
+                    }
+                }
+                if window.count > 0 {
+                    try machine.replay(window)
+                    replayed += UInt64(window.count)
                 }
             } catch let error as LogError {
                 throw error
