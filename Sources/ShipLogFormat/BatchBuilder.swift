@@ -5,6 +5,10 @@ public struct BatchBuilder: Sendable {
     /// Records appended so far.
     public private(set) var recordCount: UInt32 = 0
 
+    /// Record blocks smaller than this are stored raw whatever the codec: LZ4 saves next to
+    /// nothing on them and its per-call set-up would dominate a single small append, in bytes.
+    public static let compressionThresholdBytes = 256
+
     /// - Parameter capacity: bytes to reserve for the record block.
     public init(capacity: Int = 64 << 10) {
         block = []
@@ -86,7 +90,7 @@ public struct BatchBuilder: Sendable {
         let bytes = [UInt8](unsafeUninitializedCapacity: headerSize + max(bound, block.count)) { buffer, count in
             let out = UnsafeMutableRawBufferPointer(buffer)
             block.withUnsafeBytes { source in
-                if codec == .lz4,
+                if codec == .lz4, source.count >= Self.compressionThresholdBytes,
                     let compressed = LZ4.compress(source, into: UnsafeMutableRawBufferPointer(rebasing: out[headerSize...])),
                     compressed < source.count
                 {
