@@ -117,8 +117,15 @@ public final class Log: @unchecked Sendable {
     /// Appends a batch encoded by the caller (``BatchBuilder/encode(codec:)``) and waits for `durability`.
     @discardableResult
     public func appendEncoded(_ batch: EncodedBatch, durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        try waitingFor { (completion) throws(LogError) in try submit(batch, durability: durability, completion: completion) }
+    }
+
+    /// Submits through `submit` and blocks the calling thread until the completion runs.
+    private func waitingFor(
+        _ submit: (@escaping @Sendable (Result<LSNRange, LogError>) -> Void) throws(LogError) -> LSNRange
+    ) throws(LogError) -> LSNRange {
         let done = BlockingResult<LSNRange>()
-        _ = try submit(batch, durability: durability) { done.set($0) }
+        _ = try submit { done.set($0) }
         return try done.wait()
     }
 
@@ -166,19 +173,31 @@ public final class Log: @unchecked Sendable {
         completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
     ) throws(LogError) -> LSNRange {
         lock.lock()
+        do throws(LogError) {
+            try admit(blockWhenFull: blockWhenFull)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+        let range = assign(batch)
+        register(Waiter(range: range, completion: completion), durability: durability)
+        lock.unlock()
+        lock.broadcast()
+        return range
+    }
+
+    /// Waits (lock held) while the write buffer is over `pendingBytesMax` if asked to, then
+    /// refuses when the log has stopped or is closing.
+    private func admit(blockWhenFull: Bool) throws(LogError) {
         if blockWhenFull {
             while state.pendingBytes > options.pendingBytesMax && state.failure == nil && !state.closing { lock.wait() }
         }
-        if let failure = state.failure {
-            lock.unlock()
-            throw Self.stopped(by: failure)
-        }
-        if state.closing {
-            lock.unlock()
-            throw .closed
-        }
-        let range = assign(batch)
-        let waiter = Waiter(range: range, completion: completion)
+        if let failure = state.failure { throw Self.stopped(by: failure) }
+        if state.closing { throw .closed }
+    }
+
+    /// Queues `waiter` for the moment its batch reaches `durability` (lock held).
+    private func register(_ waiter: Waiter, durability: Durability) {
         switch durability {
         case .buffered:
             state.writeWaiters.append(waiter)
@@ -189,9 +208,6 @@ public final class Log: @unchecked Sendable {
         case .immediate:
             state.syncWaiters.append(waiter)
         }
-        lock.unlock()
-        lock.broadcast()
-        return range
     }
 
     /// Gives `batch` its LSNs, chain link and place in a segment, and queues its bytes.
@@ -270,9 +286,9 @@ public final class Log: @unchecked Sendable {
     /// follower's side of log shipping, and waits for `durability`.
     @discardableResult
     public func appendReplicated(_ batch: Batch, durability: Durability = .immediate) throws(LogError) -> LSNRange {
-        let done = BlockingResult<LSNRange>()
-        _ = try submitReplicated(batch, durability: durability) { done.set($0) }
-        return try done.wait()
+        try waitingFor { (completion) throws(LogError) in
+            try submitReplicated(batch, durability: durability, completion: completion)
+        }
     }
 
     /// Queues a batch exactly as another node wrote it, after checking that it continues this
@@ -286,18 +302,14 @@ public final class Log: @unchecked Sendable {
     ) throws(LogError) -> LSNRange {
         let header = batch.header
         lock.lock()
-        while state.pendingBytes > options.pendingBytesMax && state.failure == nil && !state.closing { lock.wait() }
-        if let failure = state.failure {
+        do throws(LogError) {
+            try admit(blockWhenFull: true)
+            if let problem = continuityProblem(header) {
+                throw .invalidArgument("replicated batch LSN \(header.lsnRange) does not continue this log: \(problem)")
+            }
+        } catch {
             lock.unlock()
-            throw Self.stopped(by: failure)
-        }
-        if state.closing {
-            lock.unlock()
-            throw .closed
-        }
-        if let problem = continuityProblem(header) {
-            lock.unlock()
-            throw .invalidArgument("replicated batch LSN \(header.lsnRange) does not continue this log: \(problem)")
+            throw error
         }
         state.epoch = max(state.epoch, header.epoch)
         rollSegmentIfNeeded(adding: batch.bytes.count, recordCount: header.recordCount)
@@ -305,17 +317,7 @@ public final class Log: @unchecked Sendable {
             state.pending.append(.syncBarrier(through: header.syncedThrough))
         }
         let range = place(batch.bytes, header: header)
-        let waiter = Waiter(range: range, completion: completion)
-        switch durability {
-        case .buffered:
-            state.writeWaiters.append(waiter)
-        case .interval(let period):
-            state.writeWaiters.append(waiter)
-            let deadline = monotonicNanoseconds() &+ period.nanoseconds
-            state.syncDeadline = min(state.syncDeadline ?? deadline, deadline)
-        case .immediate:
-            state.syncWaiters.append(waiter)
-        }
+        register(Waiter(range: range, completion: completion), durability: durability)
         lock.unlock()
         lock.broadcast()
         return range
