@@ -71,6 +71,9 @@ public struct RecordBlock: Sendable, Sequence {
 
     /// Decompresses (when needed) and validates a payload against its header.
     public init(payload: UnsafeRawBufferPointer, header: BatchHeader) throws(BatchDefect) {
+        // The header may not have come through `BatchHeader.decode`: check its lengths before
+        // allocating the record block.
+        if let defect = header.rangeDefect { throw defect }
         let expected = Int(header.uncompressedLength)
         switch header.codec {
         case .none:
