@@ -50,7 +50,7 @@ soak: deps
 # Coverage-guided fuzzing: libFuzzer + ASan targets built outside SwiftPM (Fuzz/README.md).
 # A crash, broken invariant, timeout or over-limit allocation fails the run and prints the
 # reproducer (under .build-fuzz/findings/). Committed regressions replay before every run.
-FUZZ_TARGETS := batch_decoder segment_scanner segment_scanner_big footer_decoder
+FUZZ_TARGETS := batch_decoder segment_scanner segment_scanner_big footer_decoder message_decoder
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 30
 

@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "ShipLogStateMachine", targets: ["ShipLogStateMachine"]),
         .library(name: "ShipLogKV", targets: ["ShipLogKV"]),
         .library(name: "ShipLogProtocol", targets: ["ShipLogProtocol"]),
+        .library(name: "ShipLogReplication", targets: ["ShipLogReplication"]),
         .executable(name: "shiplog", targets: ["shiplog"]),
     ],
     targets: [
@@ -44,21 +45,29 @@ let package = Package(
         .target(name: "ShipLogKV", dependencies: ["ShipLogStateMachine"], swiftSettings: strict),
         // The replication wire protocol: frames, messages, handshake and authentication. No I/O.
         .target(name: "ShipLogProtocol", dependencies: ["ShipLogFormat"], swiftSettings: strict),
+        // Layer 5: log shipping over TCP: primary, followers, commit levels, clients.
+        .target(
+            name: "ShipLogReplication", dependencies: ["ShipLogStateMachine", "ShipLogProtocol", "CShipLogSupport"],
+            swiftSettings: strict),
         // Umbrella for embedders.
         .target(
             name: "ShipLog",
-            dependencies: ["ShipLogFormat", "ShipLogStorage", "ShipLogRecovery", "ShipLogStateMachine", "ShipLogKV"],
+            dependencies: [
+                "ShipLogFormat", "ShipLogStorage", "ShipLogRecovery", "ShipLogStateMachine", "ShipLogKV", "ShipLogProtocol",
+                "ShipLogReplication",
+            ],
             swiftSettings: strict),
         // The command-line tool.
         .executableTarget(name: "shiplog", dependencies: ["ShipLog", "CLZ4"], swiftSettings: strict),
         // Test-only: fault-injecting file systems.
-        .target(name: "ShipLogTestSupport", dependencies: ["ShipLogStorage"], swiftSettings: strict),
+        .target(name: "ShipLogTestSupport", dependencies: ["ShipLogStorage", "ShipLogReplication"], swiftSettings: strict),
 
         .testTarget(name: "ShipLogFormatTests", dependencies: ["ShipLogFormat"]),
         .testTarget(name: "ShipLogStorageTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogRecoveryTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogKVTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogProtocolTests", dependencies: ["ShipLogProtocol"]),
+        .testTarget(name: "ShipLogReplicationTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog", "ShipLogTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

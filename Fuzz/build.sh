@@ -10,7 +10,7 @@
 # counters, PC table, CMP tracing) and ASan; the C shims get the same with clang. The harness code
 # itself gets ASan but no coverage, so that coverage reflects the code under test. Every target
 # is linked with -sanitize=fuzzer,address. Only ShipLogFormat, ShipLogStorage and CShipLogSupport
-# (+ liblz4) are needed.
+# (+ liblz4) are needed, and ShipLogProtocol for message_decoder.
 #
 # Environment: SWIFTC (default: from PATH), CLANG (default: the clang next to swiftc), FUZZ_OPT (default -O).
 set -euo pipefail
@@ -25,7 +25,7 @@ if [ -z "${CLANG:-}" ]; then
     if [ -x "$TOOLCHAIN_CLANG" ]; then CLANG="$TOOLCHAIN_CLANG"; else CLANG=clang; fi
 fi
 OPT="${FUZZ_OPT:--O}"
-ALL_TARGETS=(batch_decoder segment_scanner segment_scanner_big footer_decoder)
+ALL_TARGETS=(batch_decoder segment_scanner segment_scanner_big footer_decoder message_decoder)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
@@ -86,6 +86,10 @@ swift_module() {
 swift_module ShipLogFormat fuzzer,address "$MOD" "$OBJ" "${FUZZ_FLAGS[@]}"
 swift_module ShipLogStorage fuzzer,address "$MOD" "$OBJ" "${FUZZ_FLAGS[@]}"
 LIB_OBJS=("$OBJ/ShipLogFormat.o" "$OBJ/ShipLogStorage.o" "${C_OBJS[@]}")
+# The wire protocol (it needs only ShipLogFormat), compiled only when a target needs it.
+if [[ " ${TARGETS[*]} " == *" message_decoder "* ]]; then
+    swift_module ShipLogProtocol fuzzer,address "$MOD" "$OBJ" "${FUZZ_FLAGS[@]}"
+fi
 
 for target in "${TARGETS[@]}"; do
     src="$ROOT/Fuzz/targets/$target.swift"
@@ -98,7 +102,9 @@ for target in "${TARGETS[@]}"; do
     # (and cost) to the coverage signal. The link adds libFuzzer's runtime and main.
     "$SWIFTC" "${SWIFT_COMMON[@]}" "${FUZZ_FLAGS[@]}" -sanitize=address -parse-as-library -module-name "fuzz_$target" ${defines[@]+"${defines[@]}"} \
         -c "$src" "$ROOT/Fuzz/targets/Common.swift" -o "$OBJ/fuzz_$target.o"
-    "$SWIFTC" -sanitize=fuzzer,address -use-ld=lld "$OBJ/fuzz_$target.o" "${LIB_OBJS[@]}" -llz4 -o "$BIN/$target"
+    extra_objs=()
+    [ "$target" = message_decoder ] && extra_objs=("$OBJ/ShipLogProtocol.o")
+    "$SWIFTC" -sanitize=fuzzer,address -use-ld=lld "$OBJ/fuzz_$target.o" "${LIB_OBJS[@]}" ${extra_objs[@]+"${extra_objs[@]}"} -llz4 -o "$BIN/$target"
 done
 
 # Seed generator: uses the real encoders, so it links an uninstrumented ShipLogFormat.

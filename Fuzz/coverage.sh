@@ -42,7 +42,7 @@ for src in "$ROOT"/Sources/CShipLogSupport/*.c; do
     "$CLANG" -O2 -g -fprofile-instr-generate -fcoverage-mapping -I "$ROOT/Sources/CShipLogSupport/include" -c "$src" -o "$OBJ/$name.o"
     C_OBJS+=("$OBJ/$name.o")
 done
-for m in ShipLogFormat ShipLogStorage; do
+for m in ShipLogFormat ShipLogStorage ShipLogProtocol; do
     "$SWIFTC" "${COMMON[@]}" -parse-as-library -module-name "$m" -emit-module -emit-module-path "$MOD/$m.swiftmodule" \
         -c "$ROOT"/Sources/"$m"/*.swift -o "$OBJ/$m.o"
 done
@@ -65,6 +65,7 @@ SOURCES=(
     "$ROOT/Sources/ShipLogFormat" "$ROOT/Sources/ShipLogStorage/SegmentScanner.swift"
     "$ROOT/Sources/ShipLogStorage/SegmentFile.swift" "$ROOT/Sources/CShipLogSupport"
 )
+[ "$TARGET" = message_decoder ] && SOURCES=("$ROOT/Sources/ShipLogProtocol")
 "$TOOLBIN/llvm-cov" report "$COV/$TARGET" -instr-profile="$COV/$TARGET.profdata" "${SOURCES[@]}"
 "$TOOLBIN/llvm-cov" show "$COV/$TARGET" -instr-profile="$COV/$TARGET.profdata" -format=html \
     -output-dir="$COV/$TARGET-html" "${SOURCES[@]}" >/dev/null

@@ -38,7 +38,8 @@ case "$TARGET" in
     segment_scanner) MAX_LEN=65536 ;;
     segment_scanner_big) MAX_LEN=16384 ;;
     footer_decoder) MAX_LEN=8192 ;;
-    *) echo "run.sh: unknown target $TARGET (batch_decoder, segment_scanner, segment_scanner_big, footer_decoder)" >&2; exit 2 ;;
+    message_decoder) MAX_LEN=16384 ;;
+    *) echo "run.sh: unknown target $TARGET (batch_decoder, segment_scanner, segment_scanner_big, footer_decoder, message_decoder)" >&2; exit 2 ;;
 esac
 [ -x "$BIN" ] || "$ROOT/Fuzz/build.sh" "$TARGET"
 mkdir -p "$WORK" "$FINDINGS" "$LOGS"

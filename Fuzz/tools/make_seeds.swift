@@ -3,7 +3,7 @@
 // out as the writer in Log.assign lays out a segment), plus handcrafted edge cases with valid
 // checksums but boundary or invalid field values. Deterministic: same output every run.
 //
-//   make_seeds OUTDIR    writes OUTDIR/{batch_decoder,segment_scanner,footer_decoder}/*
+//   make_seeds OUTDIR    writes OUTDIR/{batch_decoder,segment_scanner,footer_decoder,message_decoder}/*
 import ShipLogFormat
 
 #if canImport(Glibc)
@@ -320,6 +320,129 @@ do {
     save(t, "zero-tail-300", [1] + [UInt8](repeating: 0, count: 300))
     save(t, "zeros-then-magic", [1] + [UInt8](repeating: 0, count: 38) + [0x53, 0x4C, 0x42, 0x31] + [UInt8](repeating: 7, count: 70))
     save(t, "torn-header-fixup", [7] + Array(synced.bytes[64..<200]))
+}
+
+// MARK: message_decoder
+
+// Frames and messages laid out by hand from the tables of docs/PROTOCOL.md (sections 3-8, and the
+// worked examples of section 11), with correct frame CRCs unless said otherwise.
+do {
+    let t = "message_decoder"
+    func frame(_ type: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        var bytes: [UInt8] = text("SLRP") + [1, type] + le(UInt16(0)) + le(UInt32(payload.count))
+        bytes += le(CRC32C.checksum(payload, continuing: crc(bytes[0..<12])))
+        return bytes + payload
+    }
+    func id(_ s: String) -> [UInt8] { [UInt8(s.utf8.count)] + text(s) }
+    func reason(_ s: String) -> [UInt8] { le(UInt16(s.utf8.count)) + text(s) }
+    let nonce = (0..<32).map { UInt8($0) }
+    let b1 = makeBatch([text("alpha"), text("beta")], codec: .none, baseLSN: 1, epoch: 3)
+    let b2 = makeBatch([compressible(300, 4)], codec: .lz4, baseLSN: 3, epoch: 3, previousBatchCRC: b1.header.batchCRC, syncedThrough: 2)
+
+    // Payloads, one per message type (section 4 order).
+    let hello = le(UInt64(3)) + le(UInt64(43)) + nonce + le(UInt32(0x2897_11A6)) + le(UInt16(1)) + le(UInt16(1)) + [2] + id("prod") + id("db-2")
+    let helloAck = le(UInt64(3)) + le(UInt64(50)) + nonce.reversed() + le(UInt32(7)) + le(UInt16(1)) + [1] + id("db-1")
+    let proof = (0..<32).map { UInt8(0x80 + $0) }
+    let startStream = le(UInt64(44))
+    let batches = le(UInt64(3)) + le(UInt64(2)) + le(timestamp0) + le(UInt32(2)) + b1.bytes + b2.bytes
+    let keepalive = le(UInt64(43)) + le(UInt64(40)) + le(timestamp0 + 1000) + [1]
+    let followerStatus = le(UInt64(43)) + le(UInt64(41)) + le(UInt64(42)) + le(UInt64(12345))
+    let chunk = le(UInt64(40)) + le(UInt64(10)) + le(UInt64(0)) + le(CRC32C.checksum([1, 2, 3, 4])) + [1, 2, 3, 4]
+    let snapshotAck = le(UInt64(40)) + le(UInt64(4))
+    let appendRequest = le(UInt64(1)) + le(UInt32(3)) + le(UInt32(250)) + [2, 1] + [0] + [1, 7] + [5] + text("hello")
+    let appended = le(UInt64(1)) + [0] + le(UInt64(44)) + le(UInt64(46)) + le(UInt64(3))
+    let appendedDegraded = le(UInt64(9)) + [2] + le(UInt64(44)) + le(UInt64(46)) + le(UInt64(3))
+    let readRequest = le(UInt64(5)) + le(UInt64(1)) + le(UInt32(65536)) + le(UInt32(1000))
+    let readResponse = le(UInt64(5)) + [0] + le(UInt64(100)) + le(UInt32(2)) + b1.bytes + b2.bytes
+    let statusRequest = le(UInt64(7))
+    let statusResponse = le(UInt64(7)) + text(#"{"role":"follower","node_id":"db-2","followers":[]}"#)
+    let queryRequest = le(UInt64(7)) + le(UInt32(6)) + text("get k1")
+    let queryResponse = le(UInt64(7)) + [0] + le(UInt64(43)) + le(UInt32(2)) + text("v1")
+    let queryFailed = le(UInt64(8)) + [1] + le(UInt16(15)) + reason("bad key")
+    let failures: [[UInt8]] = [
+        le(UInt16(1)) + le(UInt16(1)) + le(UInt16(1)) + reason("version 1 only"),
+        le(UInt16(2)) + reason("cluster is prod"),
+        le(UInt16(3)) + reason(""),
+        le(UInt16(4)) + id("10.0.0.7:7400") + reason("follower"),
+        le(UInt16(5)) + le(UInt64(40)) + le(UInt32(0x1234_ABCD)) + reason(""),
+        le(UInt16(6)) + le(UInt64(4)) + reason(""),
+        le(UInt16(7)) + reason(""),
+        le(UInt16(8)) + reason("Batches before StartStream"),
+        le(UInt16(9)) + le(UInt64(44)) + le(UInt64(46)) + reason("flush:2 not confirmed"),
+        le(UInt16(10)) + reason(""),
+        le(UInt16(11)) + le(UInt64(1)) + le(UInt64(0)) + reason(""),
+        le(UInt16(12)) + reason("EIO"),
+        le(UInt16(13)) + reason(""),
+        le(UInt16(14)) + reason("ünïcødé"),
+        le(UInt16(15)) + reason("unknown operation"),
+    ]
+
+    // The worked examples of section 11, as raw streams.
+    save(t, "golden-keepalive", [0] + frame(0x12, keepalive))
+    save(t, "golden-hello", [0] + frame(0x01, hello))
+    save(t, "golden-query-request", [0] + frame(0x26, queryRequest))
+    save(t, "golden-query-response", [0] + frame(0x27, queryResponse))
+    save(t, "golden-appended-degraded", [0] + frame(0x21, appendedDegraded))
+    // Whole conversations, fed all at once, byte by byte, in 7-byte pieces and in varying pieces.
+    let handshake = frame(0x01, hello) + frame(0x02, helloAck) + frame(0x04, proof) + frame(0x04, proof.reversed())
+    save(t, "stream-handshake", [2] + handshake)
+    save(t, "stream-handshake-bytewise", [2 | 4] + handshake)
+    let replication =
+        frame(0x10, startStream) + frame(0x11, batches) + frame(0x12, keepalive) + frame(0x13, followerStatus)
+        + frame(0x14, chunk) + frame(0x15, snapshotAck)
+    save(t, "stream-replication", [0] + replication)
+    save(t, "stream-replication-pieces", [12] + replication)
+    let client =
+        frame(0x20, appendRequest) + frame(0x21, appended) + frame(0x21, appendedDegraded) + frame(0x22, readRequest)
+        + frame(0x23, readResponse) + frame(0x24, statusRequest) + frame(0x25, statusResponse) + frame(0x26, queryRequest)
+        + frame(0x27, queryResponse) + frame(0x27, queryFailed)
+    save(t, "stream-client", [0] + client)
+    save(t, "stream-client-7", [8] + client)
+    save(t, "stream-failures", [0] + failures.enumerated().map { frame($0.offset % 2 == 0 ? 0x03 : 0x05, $0.element) }.joined())
+    // Framing errors.
+    save(t, "stream-http", [0] + text("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+    save(t, "stream-zeros", [0] + [UInt8](repeating: 0, count: 40))
+    var huge = frame(0x11, [])
+    huge.put(UInt32.max, at: 8)
+    save(t, "stream-header-4gib", [0] + huge)
+    save(t, "stream-over-handshake-limit", [2] + frame(0x25, statusRequest + [UInt8](repeating: 0x20, count: 5000)))
+    var badCRC = frame(0x26, queryRequest)
+    badCRC[20] ^= 1
+    save(t, "stream-crc-mismatch", [0] + badCRC)
+    var flags = frame(0x24, statusRequest)
+    flags.put(UInt16(1), at: 6)
+    save(t, "stream-flags", [0] + flags)
+    save(t, "stream-type-0x28", [0] + frame(0x28, statusRequest))
+    save(t, "stream-truncated", [0] + Array(client.dropLast(5)))
+
+    // Mode 1: type + payload, framed by the harness; mutations go straight to the message decoders.
+    let payloads: [(String, UInt8, [UInt8])] = [
+        ("hello", 0x01, hello), ("hello-extension", 0x01, hello + [9, 9, 9]), ("hello-ack", 0x02, helloAck),
+        ("auth-proof", 0x04, proof), ("start-stream", 0x10, startStream), ("batches", 0x11, batches),
+        ("keepalive", 0x12, keepalive), ("follower-status", 0x13, followerStatus), ("snapshot-chunk", 0x14, chunk),
+        ("snapshot-ack", 0x15, snapshotAck), ("append-request", 0x20, appendRequest), ("appended", 0x21, appended),
+        ("appended-degraded", 0x21, appendedDegraded), ("read-request", 0x22, readRequest), ("read-response", 0x23, readResponse),
+        ("status-request", 0x24, statusRequest), ("status-response", 0x25, statusResponse), ("query-request", 0x26, queryRequest),
+        ("query-response", 0x27, queryResponse), ("query-failed", 0x27, queryFailed),
+        ("append-failed-commit-timed-out", 0x21, le(UInt64(2)) + [1] + failures[8]),
+        ("read-failed-lsn-out-of-range", 0x23, le(UInt64(3)) + [1] + failures[10]),
+        // Edges: lengths at and over the limits, unknown outcomes and codes, bad ranges.
+        ("edge-query-length-max-absent", 0x26, le(UInt64(1)) + le(UInt32(65_536))),
+        ("edge-query-length-over", 0x26, le(UInt64(1)) + le(UInt32(65_537)) + [1, 2, 3]),
+        ("edge-query-empty", 0x26, le(UInt64(1)) + le(UInt32(0))),
+        ("edge-result-length-over", 0x27, le(UInt64(1)) + [0] + le(UInt64(43)) + le(UInt32(4_194_305))),
+        ("edge-result-length-huge", 0x27, le(UInt64(1)) + [0] + le(UInt64(43)) + le(UInt32.max)),
+        ("edge-query-outcome-2", 0x27, le(UInt64(1)) + [2] + le(UInt64(43)) + le(UInt32(0))),
+        ("edge-failure-code-16", 0x27, le(UInt64(1)) + [1] + le(UInt16(16)) + reason("")),
+        ("edge-append-outcome-3", 0x21, le(UInt64(1)) + [3] + le(UInt64(44)) + le(UInt64(46)) + le(UInt64(3))),
+        ("edge-degraded-empty-range", 0x21, le(UInt64(1)) + [2] + le(UInt64(46)) + le(UInt64(44)) + le(UInt64(3))),
+        ("edge-degraded-epoch-0", 0x21, le(UInt64(1)) + [2] + le(UInt64(44)) + le(UInt64(46)) + le(UInt64(0))),
+        ("edge-batch-count-huge", 0x11, le(UInt64(3)) + le(UInt64(2)) + le(timestamp0) + le(UInt32.max) + b1.bytes),
+        ("edge-record-count-huge", 0x20, le(UInt64(1)) + le(UInt32.max) + le(UInt32(0)) + [0, 0, 0]),
+        ("edge-text-length-huge", 0x05, le(UInt16(7)) + le(UInt16(0xFFFF)) + [0x61]),
+        ("edge-status-not-utf8", 0x25, le(UInt64(1)) + [0x7B, 0xC0, 0x7D]),
+    ]
+    for (name, type, payload) in payloads { save(t, "framed-" + name, [1, type] + payload) }
 }
 
 print("make_seeds: wrote \(written) files under \(outRoot)")

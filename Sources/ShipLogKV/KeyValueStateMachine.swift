@@ -16,6 +16,15 @@ public final class KeyValueStateMachine: StateMachine {
 
     public init() {}
 
+    /// A record is a write batch (docs/FORMAT.md, key-value records); anything else is refused.
+    public static func validate(_ record: UnsafeRawBufferPointer) throws(StateMachineError) {
+        do {
+            try KeyValueRecord.decode(record, put: { _, _ in }, delete: { _ in })
+        } catch {
+            throw StateMachineError("not a key-value write batch: \(error)")
+        }
+    }
+
     public func apply(_ record: UnsafeRawBufferPointer, at lsn: LSN) throws(StateMachineError) {
         do {
             try KeyValueRecord.decode(

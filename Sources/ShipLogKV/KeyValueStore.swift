@@ -111,6 +111,12 @@ public final class KeyValueStore: Sendable {
         snapshot().get(key)
     }
 
+    /// Answers an encoded ``KeyValueQuery`` (from another node, say) with its encoded
+    /// ``KeyValueQueryResult`` and the last LSN applied when it was answered.
+    public func query(_ request: [UInt8]) throws(StateMachineError) -> (result: [UInt8], appliedLSN: LSN) {
+        try host.query(request)
+    }
+
     /// Takes a checkpoint now.
     @discardableResult
     public func checkpoint() throws -> CheckpointInfo { try host.checkpoint() }

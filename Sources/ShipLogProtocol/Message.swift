@@ -23,6 +23,8 @@ public enum Message: Hashable, Sendable {
     case readResponse(ReadResponse)
     case statusRequest(StatusRequest)
     case statusResponse(StatusResponse)
+    case queryRequest(QueryRequest)
+    case queryResponse(QueryResponse)
 
     /// The type code the message travels under.
     public var type: MessageType {
@@ -44,6 +46,8 @@ public enum Message: Hashable, Sendable {
         case .readResponse: .readResponse
         case .statusRequest: .statusRequest
         case .statusResponse: .statusResponse
+        case .queryRequest: .queryRequest
+        case .queryResponse: .queryResponse
         }
     }
 
@@ -80,6 +84,8 @@ public enum Message: Hashable, Sendable {
         case .readResponse(let m): try Self.encode(m, as: .readResponse)
         case .statusRequest(let m): try Self.encode(m, as: .statusRequest)
         case .statusResponse(let m): try Self.encode(m, as: .statusResponse)
+        case .queryRequest(let m): try Self.encode(m, as: .queryRequest)
+        case .queryResponse(let m): try Self.encode(m, as: .queryResponse)
         }
     }
 
@@ -109,6 +115,8 @@ public enum Message: Hashable, Sendable {
         case .readResponse(let m): try m.validate()
         case .statusRequest(let m): try m.validate()
         case .statusResponse(let m): try m.validate()
+        case .queryRequest(let m): try m.validate()
+        case .queryResponse(let m): try m.validate()
         }
     }
 
@@ -138,6 +146,8 @@ public enum Message: Hashable, Sendable {
         case .readResponse: .readResponse(try read(ReadResponse.self, frame))
         case .statusRequest: .statusRequest(try read(StatusRequest.self, frame))
         case .statusResponse: .statusResponse(try read(StatusResponse.self, frame))
+        case .queryRequest: .queryRequest(try read(QueryRequest.self, frame))
+        case .queryResponse: .queryResponse(try read(QueryResponse.self, frame))
         }
     }
 

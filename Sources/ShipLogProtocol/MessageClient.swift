@@ -16,7 +16,8 @@ extension Message {
     public struct AppendRequest: Hashable, Sendable, MessageBody {
         /// Chosen by the client; echoed in the response.
         public var requestID: UInt64
-        public var commitLevel: CommitLevel
+        /// The level to wait for; `nil` asks for the primary's default (commitKind 5).
+        public var commitLevel: CommitLevel?
         /// How long the primary waits for the commit level before answering `commitTimedOut`,
         /// in milliseconds; 0: the primary's default. At most ``ProtocolLimits/requestWaitMillisMax``.
         public var timeoutMillis: UInt32
@@ -26,7 +27,7 @@ extension Message {
         public private(set) var recordCount: Int
 
         /// A request appending `records` (each at most `FormatLimits.recordBytesMax` bytes).
-        public init(requestID: UInt64, commitLevel: CommitLevel, timeoutMillis: UInt32 = 0, records: [[UInt8]]) {
+        public init(requestID: UInt64, commitLevel: CommitLevel?, timeoutMillis: UInt32 = 0, records: [[UInt8]]) {
             var writer = MessageWriter(payloadCapacity: records.reduce(0) { $0 + $1.count + 5 })
             for record in records {
                 writer.varint(UInt64(record.count))
@@ -38,7 +39,7 @@ extension Message {
         }
 
         /// A request carrying a record block built elsewhere (checked by ``validate()``).
-        public init(requestID: UInt64, commitLevel: CommitLevel, timeoutMillis: UInt32 = 0, recordBlock: [UInt8], recordCount: Int) {
+        public init(requestID: UInt64, commitLevel: CommitLevel?, timeoutMillis: UInt32 = 0, recordBlock: [UInt8], recordCount: Int) {
             self.requestID = requestID
             self.commitLevel = commitLevel
             self.timeoutMillis = timeoutMillis
@@ -76,7 +77,7 @@ extension Message {
                 throw MessageCheck.invalid(Self.type, "recordCount", "\(recordCount) is outside 1 ... \(FormatLimits.recordsPerBatchMax) (recordsPerBatchMax)")
             }
             try MessageCheck.wait(timeoutMillis, Self.type, "timeoutMillis")
-            guard commitLevel.isValid else {
+            if let commitLevel, !commitLevel.isValid {
                 throw MessageCheck.invalid(Self.type, "commitFollowers", "\(commitLevel): follower count outside 1 ... \(ProtocolLimits.commitFollowersMax)")
             }
             guard recordBlock.count <= ProtocolLimits.appendRecordBlockBytesMax else {
@@ -93,7 +94,7 @@ extension Message {
             writer.u64(requestID)
             writer.u32(UInt32(recordCount))
             writer.u32(timeoutMillis)
-            let (kind, followers) = commitLevel.wire
+            let (kind, followers) = commitLevel?.wire ?? (CommitLevel.primaryDefaultKind, 0)
             writer.u8(kind)
             writer.u8(UInt8(followers))
             writer.raw(recordBlock)
@@ -108,8 +109,14 @@ extension Message {
             let timeout = try reader.u32("timeoutMillis")
             let kind = try reader.u8("commitKind")
             let followers = try reader.u8("commitFollowers")
-            guard let level = CommitLevel(kind: kind, followers: followers) else {
-                throw reader.invalid("commitKind", "kind \(kind) with \(followers) followers is no commit level (0 local, 1 write, 2 flush, 3 apply with 1 ... 255 followers; 4 all)")
+            let level: CommitLevel?
+            if kind == CommitLevel.primaryDefaultKind && followers == 0 {
+                level = nil
+            } else {
+                guard let named = CommitLevel(kind: kind, followers: followers) else {
+                    throw reader.invalid("commitKind", "kind \(kind) with \(followers) followers is no commit level (0 local, 1 write, 2 flush, 3 apply with 1 ... 255 followers; 4 all; 5 the primary's default)")
+                }
+                level = named
             }
             guard reader.remaining <= ProtocolLimits.appendRecordBlockBytesMax else {
                 throw reader.invalid("recordBlock", "\(reader.remaining) bytes exceed appendRecordBlockBytesMax (\(ProtocolLimits.appendRecordBlockBytesMax))", at: reader.position)
@@ -124,8 +131,8 @@ extension Message {
     /// | offset | size | field     |
     /// |-------:|-----:|-----------|
     /// |      0 |    8 | requestID |
-    /// |      8 |    1 | outcome: 0 appended, 1 failed |
-    /// |      9 |   24 | appended: firstLSN u64, lastLSN u64, epoch u64 |
+    /// |      8 |    1 | outcome: 0 appended, 1 failed, 2 appendedDegraded |
+    /// |      9 |   24 | appended, appendedDegraded: firstLSN u64, lastLSN u64, epoch u64 |
     /// |      9 |  ... | failed: a Failure (code, detail, text) |
     public struct AppendResponse: Hashable, Sendable, MessageBody {
         public var requestID: UInt64
@@ -135,6 +142,11 @@ extension Message {
             /// The records got these LSNs, in this epoch, and reached the commit level asked for.
             case appended(LSNRange, epoch: Epoch)
             case failed(Failure)
+            /// The records got these LSNs, in this epoch, and are durable on the primary, but the
+            /// commit level asked for was **not** confirmed: the primary's commit timeout policy is
+            /// "degrade", so it answered anyway and replicates them asynchronously. They may or may
+            /// not survive a failover (docs/PROTOCOL.md section 8.2).
+            case appendedDegraded(LSNRange, epoch: Epoch)
         }
 
         public init(requestID: UInt64, outcome: Outcome) {
@@ -146,7 +158,7 @@ extension Message {
 
         public func validate() throws(ProtocolError) {
             switch outcome {
-            case .appended(let range, let epoch):
+            case .appended(let range, let epoch), .appendedDegraded(let range, let epoch):
                 guard range.first >= .first else { throw MessageCheck.invalid(Self.type, "firstLSN", "LSN 0 is never assigned") }
                 guard epoch >= .initial else { throw MessageCheck.invalid(Self.type, "epoch", "epoch 0 never writes") }
             case .failed(let failure):
@@ -161,29 +173,45 @@ extension Message {
             switch outcome {
             case .appended(let range, let epoch):
                 writer.u8(0)
-                writer.lsn(range.first)
-                writer.lsn(range.last)
-                writer.epoch(epoch)
+                Self.write(range, epoch: epoch, to: &writer)
             case .failed(let failure):
                 writer.u8(1)
                 failure.write(to: &writer)
+            case .appendedDegraded(let range, let epoch):
+                writer.u8(2)
+                Self.write(range, epoch: epoch, to: &writer)
             }
+        }
+
+        /// The 24 bytes of `appended` and `appendedDegraded`: firstLSN, lastLSN, epoch.
+        private static func write(_ range: LSNRange, epoch: Epoch, to writer: inout MessageWriter) {
+            writer.lsn(range.first)
+            writer.lsn(range.last)
+            writer.epoch(epoch)
         }
 
         static func read(from reader: inout MessageReader) throws(ProtocolError) -> AppendResponse {
             let requestID = try reader.u64("requestID")
             switch try reader.u8("outcome") {
             case 0:
-                let first = try reader.lsn("firstLSN")
-                let last = try reader.lsn("lastLSN")
-                guard first <= last else { throw reader.invalid("lastLSN", "\(last) is before firstLSN \(first)") }
-                let epoch = try reader.epoch("epoch")
-                return AppendResponse(requestID: requestID, outcome: .appended(LSNRange(first: first, last: last), epoch: epoch))
+                let (range, epoch) = try readAppended(from: &reader)
+                return AppendResponse(requestID: requestID, outcome: .appended(range, epoch: epoch))
             case 1:
                 return AppendResponse(requestID: requestID, outcome: .failed(try Failure.read(from: &reader)))
+            case 2:
+                let (range, epoch) = try readAppended(from: &reader)
+                return AppendResponse(requestID: requestID, outcome: .appendedDegraded(range, epoch: epoch))
             case let other:
-                throw reader.invalid("outcome", "\(other) is neither 0 (appended) nor 1 (failed)")
+                throw reader.invalid("outcome", "\(other) is not 0 (appended), 1 (failed) or 2 (appendedDegraded)")
             }
+        }
+
+        /// The 24 bytes of `appended` and `appendedDegraded`; firstLSN <= lastLSN.
+        private static func readAppended(from reader: inout MessageReader) throws(ProtocolError) -> (LSNRange, Epoch) {
+            let first = try reader.lsn("firstLSN")
+            let last = try reader.lsn("lastLSN")
+            guard first <= last else { throw reader.invalid("lastLSN", "\(last) is before firstLSN \(first)") }
+            return (LSNRange(first: first, last: last), try reader.epoch("epoch"))
         }
     }
 

@@ -133,6 +133,16 @@ struct MessageReader {
         try bytes(field, count: remaining)
     }
 
+    /// A `u32` length (`lengthField`), checked against `limit` (named `limitName` in the error)
+    /// before anything is read or allocated, then that many raw bytes (`field`).
+    mutating func bytes(_ field: String, lengthField: String, atMost limit: Int, limitName: String) throws(ProtocolError) -> [UInt8] {
+        let length = try u32(lengthField)
+        guard Int(length) <= limit else {
+            throw invalid(lengthField, "\(length) bytes exceed \(limitName) (\(limit))")
+        }
+        return try bytes(field, count: Int(length))
+    }
+
     /// A `u8` length (checked against `range` before anything is read or allocated), then that
     /// many bytes of UTF-8.
     mutating func shortString(_ field: String, bytes range: ClosedRange<Int>) throws(ProtocolError) -> String {

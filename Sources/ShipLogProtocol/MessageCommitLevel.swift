@@ -43,6 +43,9 @@ public enum CommitLevel: Hashable, Sendable, CustomStringConvertible {
 
     /// Wire form: `kind` (0 local, 1 write, 2 flush, 3 apply, 4 all) and `followers`
     /// (1 ... 255 for write, flush, apply; 0 for local and all).
+    /// The `commitKind` of an AppendRequest that asks for the primary's default level.
+    static let primaryDefaultKind: UInt8 = 5
+
     var wire: (kind: UInt8, followers: Int) {
         switch self {
         case .local: (0, 0)

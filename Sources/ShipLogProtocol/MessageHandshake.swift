@@ -211,7 +211,7 @@ extension Message {
     }
 
     /// Why a connection is refused (`Refuse`), why it is being closed (`Error`), or why a
-    /// request failed (`AppendResponse`, `ReadResponse`).
+    /// request failed (`AppendResponse`, `ReadResponse`, `QueryResponse`).
     ///
     /// | offset | size | field      |
     /// |-------:|-----:|------------|
@@ -267,6 +267,10 @@ extension Message {
             case overloaded
             /// 14: a bug in the sender.
             case internalError
+            /// 15: the node's state machine refused the query (a bad encoding, an unknown
+            /// operation, a result over ``ProtocolLimits/queryResultBytesMax``, no state machine
+            /// to ask); the failure's text says why.
+            case queryFailed
 
             public var code: UInt16 {
                 switch self {
@@ -284,6 +288,7 @@ extension Message {
                 case .logFailed: 12
                 case .overloaded: 13
                 case .internalError: 14
+                case .queryFailed: 15
                 }
             }
 
@@ -303,6 +308,7 @@ extension Message {
                 case .logFailed: "log failed"
                 case .overloaded: "overloaded"
                 case .internalError: "internal error"
+                case .queryFailed: "query failed"
                 }
             }
         }
@@ -333,7 +339,7 @@ extension Message {
                     throw MessageCheck.invalid(type, "detail", "held range \(first) ... \(last) needs 1 <= first <= last + 1")
                 }
             case .wrongCluster, .authFailed, .shuttingDown, .protocolViolation, .commitUnavailable, .logFailed, .overloaded,
-                .internalError:
+                .internalError, .queryFailed:
                 break
             }
             try MessageCheck.text(text, type, "text")
@@ -361,7 +367,7 @@ extension Message {
                 writer.lsn(first)
                 writer.lsn(last)
             case .wrongCluster, .authFailed, .shuttingDown, .protocolViolation, .commitUnavailable, .logFailed, .overloaded,
-                .internalError:
+                .internalError, .queryFailed:
                 break
             }
             writer.text(text)
@@ -391,6 +397,7 @@ extension Message {
             case 12: reason = .logFailed
             case 13: reason = .overloaded
             case 14: reason = .internalError
+            case 15: reason = .queryFailed
             default: throw reader.invalid("code", "unknown failure code \(code)")
             }
             let text = try reader.text("text", bytes: 0...ProtocolLimits.reasonBytesMax)

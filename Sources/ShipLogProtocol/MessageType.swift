@@ -41,6 +41,10 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case statusRequest = 0x24
     /// Node → client: the node's status as JSON text.
     case statusResponse = 0x25
+    /// Client → any node: a read of the node's state machine (opaque query bytes).
+    case queryRequest = 0x26
+    /// Node → client: the query's result and the applied LSN it reflects, or why not.
+    case queryResponse = 0x27
 
     /// The name used in docs/PROTOCOL.md and in error descriptions.
     public var name: String {
@@ -62,6 +66,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .readResponse: "ReadResponse"
         case .statusRequest: "StatusRequest"
         case .statusResponse: "StatusResponse"
+        case .queryRequest: "QueryRequest"
+        case .queryResponse: "QueryResponse"
         }
     }
 

@@ -1,4 +1,4 @@
-public import ShipLogFormat
+import ShipLogFormat
 
 /// Hard limits of protocol version 1 (docs/PROTOCOL.md section 9). Every length, count and size
 /// read from a peer is checked against these before anything is allocated from it. Each name says
@@ -44,4 +44,11 @@ public enum ProtocolLimits {
     public static let snapshotBytesMax: UInt64 = 1 << 40
     /// The longest JSON text of a `StatusResponse`, in bytes of UTF-8 (64 KiB).
     public static let statusJSONBytesMax = 65_536
+
+    /// The longest query of a `QueryRequest`, in bytes (64 KiB). The bytes are the state
+    /// machine's encoding; the codec checks only their length, before copying them.
+    public static let queryBytesMax = 65_536
+    /// The longest result of a `QueryResponse`, in bytes (4 MiB). A state machine keeps its
+    /// results within it; a node whose result would be longer answers `queryFailed` instead.
+    public static let queryResultBytesMax = 1 << 22
 }

@@ -19,6 +19,15 @@ public enum RecoveryMode: String, Sendable, CaseIterable, CustomStringConvertibl
 /// that could hold unsynced writes, is scanned. A torn tail there is truncated and reported.
 /// What a crash cannot produce is refused (strict) or cut and quarantined (salvage).
 public enum LogRecovery {
+    /// Takes the directory's LOCK file (flock), so no other process opens the log meanwhile.
+    static func lockDirectory(_ directory: FilePath, fileSystem: any FileSystem) throws(LogError) -> (any FileLock)? {
+        do {
+            return try fileSystem.lockFile(at: directory.appending(Log.lockFileName))
+        } catch {
+            throw .locked(directory: directory.string, error)
+        }
+    }
+
     /// Opens (creating when missing) the log in `directory`.
     public static func open(
         directory: FilePath, options: LogOptions = LogOptions(), fileSystem: any FileSystem = PosixFileSystem(),
@@ -29,12 +38,7 @@ public enum LogRecovery {
         var report = RecoveryReport()
         report.mode = mode
         try prepareDirectory(directory, fileSystem: fileSystem)
-        let directoryLock: (any FileLock)?
-        do {
-            directoryLock = try fileSystem.lockFile(at: directory.appending(Log.lockFileName))
-        } catch {
-            throw .locked(directory: directory.string, error)
-        }
+        let directoryLock = try lockDirectory(directory, fileSystem: fileSystem)
         var recovery = Recovery(
             directory: directory, fileSystem: fileSystem, options: options, mode: mode, report: report)
         let segments = try recovery.run()
@@ -99,7 +103,7 @@ public enum LogRecovery {
     /// Creates the directory (and missing ancestors), each made durable in its parent, and
     /// fsyncs the directory itself, so that every segment name found in it is durable before
     /// anything written into those segments is acknowledged.
-    private static func prepareDirectory(_ directory: FilePath, fileSystem: any FileSystem) throws(LogError) {
+    static func prepareDirectory(_ directory: FilePath, fileSystem: any FileSystem) throws(LogError) {
         do {
             var missing: [FilePath] = []
             var path = directory

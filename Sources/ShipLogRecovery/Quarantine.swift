@@ -11,14 +11,36 @@ struct Quarantine {
 
     let directory: FilePath
     let fileSystem: any FileSystem
+    /// A directory inside `quarantine/` that keeps one operation's files together (a
+    /// re-seed's whole old log), or `nil` for `quarantine/` itself.
+    var subdirectory: String?
 
-    var path: FilePath { directory.appending(Self.directoryName) }
+    init(directory: FilePath, fileSystem: any FileSystem, subdirectory: String? = nil) {
+        self.directory = directory
+        self.fileSystem = fileSystem
+        self.subdirectory = subdirectory
+    }
 
-    private func prepare() throws(LogError) {
+    /// `quarantine/`, the top directory.
+    var topPath: FilePath { directory.appending(Self.directoryName) }
+    /// Where files go: `quarantine/` or `quarantine/<subdirectory>/`.
+    var path: FilePath { subdirectory.map { topPath.appending($0) } ?? topPath }
+
+    /// A file's name as reports show it, relative to the log directory.
+    private func relativeName(_ name: String) -> String {
+        ([Self.directoryName] + (subdirectory.map { [$0] } ?? []) + [name]).joined(separator: "/")
+    }
+
+    /// Creates `quarantine/` (and the subdirectory) when missing, each durable in its parent.
+    func prepare() throws(LogError) {
         do {
-            if !fileSystem.fileExists(at: path) {
-                try fileSystem.createDirectory(at: path)
+            if !fileSystem.fileExists(at: topPath) {
+                try fileSystem.createDirectory(at: topPath)
                 try fileSystem.syncDirectory(at: directory)
+            }
+            if subdirectory != nil, !fileSystem.fileExists(at: path) {
+                try fileSystem.createDirectory(at: path)
+                try fileSystem.syncDirectory(at: topPath)
             }
         } catch { throw .io(error) }
     }
@@ -59,7 +81,7 @@ struct Quarantine {
             }
             try fileSystem.syncDirectory(at: path)
             return RecoveryReport.Quarantined(
-                name: "\(Self.directoryName)/\(name)", from: file.fileName, offset: offset, bytes: end - offset,
+                name: relativeName(name), from: file.fileName, offset: offset, bytes: end - offset,
                 reason: reason)
         } catch let error as FileSystemError {
             throw .io(error)
@@ -70,7 +92,8 @@ struct Quarantine {
         }
     }
 
-    /// Moves a whole segment file into quarantine.
+    /// Moves a whole segment file (or a leftover temporary one) into quarantine, durably:
+    /// both directories are synced before it returns.
     func moveSegment(named name: String, reason: String) throws(LogError) -> RecoveryReport.Quarantined {
         try prepare()
         let source = directory.appending(name)
@@ -86,7 +109,7 @@ struct Quarantine {
             try fileSystem.syncDirectory(at: path)
             try fileSystem.syncDirectory(at: directory)
             return RecoveryReport.Quarantined(
-                name: "\(Self.directoryName)/\(target.lastComponent)", from: name, offset: 0, bytes: size, reason: reason)
+                name: relativeName(target.lastComponent), from: name, offset: 0, bytes: size, reason: reason)
         } catch { throw .io(error) }
     }
 }

@@ -219,6 +219,14 @@ public struct CheckpointReader {
         }
     }
 
+    /// Reads (and checksums) the rest of the body without keeping it.
+    mutating func skipToEnd() throws(StateMachineError) {
+        while !isAtEnd {
+            position = buffer.count
+            try refill()
+        }
+    }
+
     /// The CRC once everything is read.
     var finalCRC: UInt32 { crc }
 }

@@ -23,13 +23,25 @@ public struct CheckpointStore: Sendable {
 
     /// Checkpoint files present, newest (highest LSN) first. Leftover temporary files are removed.
     public func list() throws(LogError) -> [(lsn: LSN, path: FilePath)] {
+        try files(removingTemporaries: true)
+    }
+
+    /// The newest checkpoint file present (by name), without checking it; `nil` when there is
+    /// none. Unlike ``list()`` it changes nothing, so it is safe while a checkpoint is written.
+    public func newest() throws(LogError) -> (lsn: LSN, path: FilePath)? {
+        try files(removingTemporaries: false).first
+    }
+
+    private func files(removingTemporaries: Bool) throws(LogError) -> [(lsn: LSN, path: FilePath)] {
         guard fileSystem.fileExists(at: directory) else { return [] }
         let names: [String]
         do { names = try fileSystem.contentsOfDirectory(at: directory) } catch { throw .io(error) }
         var found: [(LSN, FilePath)] = []
         for name in names {
             if name.hasSuffix(Self.temporarySuffix) {
-                do { try fileSystem.removeFile(at: directory.appending(name)) } catch { throw .io(error) }
+                if removingTemporaries {
+                    do { try fileSystem.removeFile(at: directory.appending(name)) } catch { throw .io(error) }
+                }
                 continue
             }
             let parts = name.split(separator: ".")
@@ -40,16 +52,99 @@ public struct CheckpointStore: Sendable {
         return found.sorted { $0.0 > $1.0 }.map { (lsn: $0.0, path: $0.1) }
     }
 
-    /// Writes a checkpoint durably and returns its path.
-    func save(
-        header: CheckpointHeader, body: (inout CheckpointWriter) throws(LogError) -> Void
-    ) throws(LogError) -> (path: FilePath, bytes: Int64) {
+    // MARK: - Checkpoints received from elsewhere (re-seeding a follower)
+
+    /// Suffix of a checkpoint file being received (``incomingFile(lsn:)``). ``list()`` leaves
+    /// such files alone; ``removeIncomingFiles()`` clears leftovers of an interrupted transfer.
+    public static let incomingSuffix = ".incoming"
+
+    /// Where to write a checkpoint received from another node before ``install(temporaryFile:lsn:)``:
+    /// `checkpoints/<lsn>.ckpt.incoming`, on the same file system as its final name. Creates
+    /// `checkpoints/` (durably) when missing.
+    public func incomingFile(lsn: LSN) throws(LogError) -> FilePath {
+        try createDirectoryIfMissing()
+        return directory.appending(Self.fileName(lsn: lsn) + Self.incomingSuffix)
+    }
+
+    /// Removes files left by interrupted transfers (``incomingFile(lsn:)``); call it only when
+    /// no transfer is running. Returns their names.
+    @discardableResult
+    public func removeIncomingFiles() throws(LogError) -> [String] {
+        guard fileSystem.fileExists(at: directory) else { return [] }
+        do {
+            let names = try fileSystem.contentsOfDirectory(at: directory).filter { $0.hasSuffix(Self.incomingSuffix) }
+            for name in names { try fileSystem.removeFile(at: directory.appending(name)) }
+            if !names.isEmpty { try fileSystem.syncDirectory(at: directory) }
+            return names.sorted()
+        } catch { throw .io(error) }
+    }
+
+    /// Checks a checkpoint file end to end without restoring it: size, header (magic, CRC,
+    /// version, flags), `kind`, trailer, and the checkpoint CRC over every byte.
+    /// - Returns: its header; the caller compares `lsn` with what it expects.
+    public func verify(file path: FilePath, kind: String) throws(StateMachineError) -> CheckpointHeader {
+        var (header, reader) = try open(path, kind: kind)
+        try reader.skipToEnd()
+        try finish(reader)
+        return header
+    }
+
+    /// Makes a fully written checkpoint file (fdatasynced by the caller, e.g. one received in
+    /// a re-seed and checked with ``verify(file:kind:)``) the checkpoint of `lsn`: renames it to
+    /// `checkpoints/<lsn>.ckpt` (replacing one of that name) and fsyncs the directory. The
+    /// file must be on the same file system; ``incomingFile(lsn:)`` names a good place.
+    /// - Returns: the checkpoint's path.
+    @discardableResult
+    public func install(temporaryFile: FilePath, lsn: LSN) throws(LogError) -> FilePath {
+        try createDirectoryIfMissing()
+        let path = directory.appending(Self.fileName(lsn: lsn))
+        do {
+            // Cheap insurance: the rename must never publish bytes still only in the cache.
+            let handle = try fileSystem.openFile(at: temporaryFile, options: [.read, .write])
+            defer { handle.close() }
+            do { try handle.synchronizeData() } catch { throw LogError.syncFailed(error) }
+            try fileSystem.rename(from: temporaryFile, to: path)
+            try fileSystem.syncDirectory(at: directory)
+            if temporaryFile.parent != directory { try fileSystem.syncDirectory(at: temporaryFile.parent) }
+        } catch let error as LogError {
+            throw error
+        } catch let error as FileSystemError {
+            throw .io(error)
+        } catch {
+            throw .failed(underlying: "installing checkpoint \(temporaryFile): \(error)")
+        }
+        return path
+    }
+
+    /// Removes every checkpoint covering an LSN after `lsn`. A follower re-seeded from the
+    /// checkpoint of `lsn` calls it: a newer checkpoint it still has describes the history it
+    /// is leaving and would otherwise be restored first.
+    /// - Returns: the paths removed.
+    @discardableResult
+    public func removeCheckpoints(after lsn: LSN) throws(LogError) -> [FilePath] {
+        let newer = try files(removingTemporaries: false).filter { $0.lsn > lsn }.map(\.path)
+        guard !newer.isEmpty else { return [] }
+        do {
+            for path in newer { try fileSystem.removeFile(at: path) }
+            try fileSystem.syncDirectory(at: directory)
+        } catch { throw .io(error) }
+        return newer
+    }
+
+    private func createDirectoryIfMissing() throws(LogError) {
         do {
             if !fileSystem.fileExists(at: directory) {
                 try fileSystem.createDirectory(at: directory)
                 try fileSystem.syncDirectory(at: directory.parent)
             }
         } catch { throw .io(error) }
+    }
+
+    /// Writes a checkpoint durably and returns its path.
+    func save(
+        header: CheckpointHeader, body: (inout CheckpointWriter) throws(LogError) -> Void
+    ) throws(LogError) -> (path: FilePath, bytes: Int64) {
+        try createDirectoryIfMissing()
         let name = Self.fileName(lsn: header.lsn)
         let path = directory.appending(name)
         let temporary = directory.appending(name + Self.temporarySuffix)

@@ -39,6 +39,22 @@ public protocol StateMachine: AnyObject, SendableMetatype {
 
     /// Empties the state (before replaying a log from its start, or after a failed restore).
     func reset()
+
+    /// Throws when ``apply(_:at:)`` would refuse `record`. Records from outside (a client of a
+    /// replicating node) are checked with it before they are appended: a record the machine
+    /// refuses once it is in the log stops the host, and would stop it again at every replay.
+    /// The default accepts every record.
+    static func validate(_ record: UnsafeRawBufferPointer) throws(StateMachineError)
+}
+
+/// A state machine that answers read-only queries on its state, so that any node (a
+/// primary or a follower) can serve reads. Requests and results are bytes the machine
+/// defines (the key-value store's are in docs/FORMAT.md section 17); a request comes from
+/// outside, so the machine checks every length before it allocates.
+public protocol QueryableStateMachine: StateMachine {
+    /// Answers `request` from the current state without changing it. Runs under the host's
+    /// lock (no record is applied meanwhile), so it must be quick and bounded.
+    func query(_ request: [UInt8]) throws(StateMachineError) -> [UInt8]
 }
 
 /// Why a state machine could not apply a record or restore a checkpoint.
@@ -48,6 +64,8 @@ public struct StateMachineError: Error, Sendable, CustomStringConvertible {
 }
 
 extension StateMachine {
+    public static func validate(_ record: UnsafeRawBufferPointer) throws(StateMachineError) {}
+
     public func replay(_ records: ReplayBatch) throws(StateMachineError) {
         let result = records.withRecords { storage, entries in
             Result { () throws(StateMachineError) in

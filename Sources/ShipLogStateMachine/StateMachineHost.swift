@@ -97,7 +97,17 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
         self.options = options
         self.checkpoints = store
         self.recoveryReport = report
-        self.state = Mutex(HostState(appliedLSN: log.writtenLSN))
+        // A re-seeded follower's checkpoint may be ahead of its still empty log.
+        self.state = Mutex(HostState(appliedLSN: max(report.checkpointLSN ?? .zero, log.writtenLSN)))
+    }
+
+    /// The log's directory (checkpoints are in its `checkpoints/`).
+    public var directory: FilePath { log.directory }
+
+    /// The newest checkpoint file present, unchecked (``CheckpointStore/verify(file:kind:)``
+    /// checks one); `nil` when there is none. A primary sends it to re-seed a follower.
+    public func newestCheckpoint() throws(LogError) -> (lsn: LSN, path: FilePath)? {
+        try checkpoints.newest()
     }
 
     /// Records handed to ``StateMachine/replay(_:)`` at a time, at most, and their bytes.
@@ -111,8 +121,13 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
         let started = ContinuousClock.now
         machine.reset()
         var restored: LSN?
+        // A re-seeded follower's log holds no record yet and starts after LSN 1, at or before
+        // the checkpoint's next LSN (PROTOCOL.md section 7.6): the checkpoint is its whole
+        // state. (A new log at LSN 1 is not one: its appends would get LSNs the state has.)
+        let reseeded = log.firstLSN == log.nextLSN && log.firstLSN > .first
         for candidate in try checkpoints.list() {
-            if candidate.lsn > log.writtenLSN {
+            let continuesEmptyLog = reseeded && log.firstLSN <= candidate.lsn.advanced(by: 1)
+            if candidate.lsn > log.writtenLSN && !continuesEmptyLog {
                 report.skippedCheckpoints.append(
                     "\(candidate.path.lastComponent): covers LSN \(candidate.lsn), beyond the log's end \(log.writtenLSN)")
                 continue
@@ -217,28 +232,89 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
                     lsn = lsn.advanced(by: 1)
                 }
             } catch {
-                // The record is in the log but the machine refused it: a bug in the machine's
-                // encoder or decoder. Stop here; reopening replays it and fails the same way.
-                throw LogError.failed(underlying: "state machine refused LSN \(lsn): \(error)")
+                throw Self.refused(lsn, error)
             }
             host.appliedLSN = range.last
-            host.bytesSinceCheckpoint += Int64(encoded.byteCount)
-            let due = options.checkpointIntervalBytes.map { host.bytesSinceCheckpoint >= $0 } ?? false
-            if due && !host.checkpointRunning {
-                host.checkpointRunning = true
-                return (range, true)
-            }
-            return (range, false)
+            return (range, Self.countTowardsCheckpoint(Int64(encoded.byteCount), host: &host, options: options))
         }
-        if checkpointDue {
-            checkpointQueue.async { [self] in
-                do throws(LogError) { _ = try takeCheckpoint() } catch {
-                    state.withLock { $0.lastCheckpointError = error }
-                }
-                state.withLock { $0.checkpointRunning = false }
-            }
-        }
+        if checkpointDue { startAutomaticCheckpoint() }
         return range
+    }
+
+    /// Appends a batch exactly as another node wrote it (``Log/submitReplicated(_:durability:completion:)``:
+    /// it must continue the log) and applies its records in LSN order, skipping those at or
+    /// before ``appliedLSN``: after a re-seed the first batch may start before the checkpoint's
+    /// LSN. Its bytes count towards automatic checkpoints as appends do. `completion` runs on
+    /// the log's I/O thread when `durability` is reached.
+    ///
+    /// The records are decoded (and checked) before anything is appended: a batch whose
+    /// record block is damaged is refused and changes nothing.
+    @discardableResult
+    public func submitReplicated(
+        _ batch: Batch, durability: Durability, completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
+    ) throws(LogError) -> LSNRange {
+        let records: RecordBlock
+        do { records = try batch.records() } catch {
+            throw .invalidArgument("replicated batch LSN \(batch.lsnRange) has a bad record block: \(error)")
+        }
+        let (range, checkpointDue) = try state.withLock { (host) throws(LogError) -> (LSNRange, Bool) in
+            let range = try log.submitReplicated(batch, durability: durability, completion: completion)
+            var lsn = range.first
+            let applied = host.appliedLSN
+            do {
+                try records.forEach { record in
+                    if lsn > applied { try machine.apply(record, at: lsn) }
+                    lsn = lsn.advanced(by: 1)
+                }
+            } catch {
+                throw Self.refused(lsn, error)
+            }
+            host.appliedLSN = max(applied, range.last)
+            return (range, Self.countTowardsCheckpoint(Int64(batch.bytes.count), host: &host, options: options))
+        }
+        if checkpointDue { startAutomaticCheckpoint() }
+        return range
+    }
+
+    /// ``submitReplicated(_:durability:completion:)``, waiting for `durability`.
+    @discardableResult
+    public func appendReplicated(_ batch: Batch, durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<LSNRange, LogError>?>(nil)
+        try submitReplicated(batch, durability: durability) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
+    /// The record is in the log but the machine refused it: a bug in the machine's encoder or
+    /// decoder. The host stops here; reopening replays the record and fails the same way.
+    private static func refused(_ lsn: LSN, _ error: any Error) -> LogError {
+        .failed(underlying: "state machine refused LSN \(lsn): \(error)")
+    }
+
+    /// Adds appended bytes to the count since the last checkpoint (host lock held); true when
+    /// an automatic checkpoint is due and this caller must start it.
+    private static func countTowardsCheckpoint(
+        _ bytes: Int64, host: inout HostState, options: StateMachineOptions
+    ) -> Bool {
+        host.bytesSinceCheckpoint += bytes
+        let due = options.checkpointIntervalBytes.map { host.bytesSinceCheckpoint >= $0 } ?? false
+        guard due && !host.checkpointRunning else { return false }
+        host.checkpointRunning = true
+        return true
+    }
+
+    /// Takes a checkpoint on the checkpoint queue; its error is kept for ``lastCheckpointError``.
+    private func startAutomaticCheckpoint() {
+        checkpointQueue.async { [self] in
+            do throws(LogError) { _ = try takeCheckpoint() } catch {
+                state.withLock { $0.lastCheckpointError = error }
+            }
+            state.withLock { $0.checkpointRunning = false }
+        }
     }
 
     /// Takes a checkpoint now (waits for a running automatic one first).
@@ -290,6 +366,32 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
     public func close() throws(LogError) {
         checkpointQueue.sync {}
         try log.close()
+    }
+}
+
+extension StateMachineHost {
+    /// Checks every record of `batch` with ``StateMachine/validate(_:)`` before it is appended.
+    public func validate(_ batch: BatchBuilder) throws(StateMachineError) {
+        var index = 0
+        let result = Result { () throws(StateMachineError) in
+            try Result {
+                try batch.forEachRecord { record in
+                    do { try Machine.validate(record) } catch { throw StateMachineError("record \(index) of the batch: \(error)") }
+                    index += 1
+                }
+            }.mapError { $0 as? StateMachineError ?? StateMachineError("\($0)") }.get()
+        }
+        try result.get()
+    }
+}
+
+extension StateMachineHost where Machine: QueryableStateMachine {
+    /// Answers a read-only `request` (``QueryableStateMachine/query(_:)``) under the host's
+    /// lock, with the last LSN applied: the answer reflects every record through it.
+    public func query(_ request: [UInt8]) throws(StateMachineError) -> (result: [UInt8], appliedLSN: LSN) {
+        try state.withLock { (host) throws(StateMachineError) -> (result: [UInt8], appliedLSN: LSN) in
+            (try machine.query(request), host.appliedLSN)
+        }
     }
 }
 

@@ -172,17 +172,7 @@ extension Log {
         let handle = try fileSystem.openFile(at: temporary, options: [.read, .write, .createNew])
         var renamed = false
         do {
-            try handle.write(header.encoded(), toAbsoluteOffset: 0)
-            if options.preallocateSegments {
-                do {
-                    try handle.preallocate(
-                        fromAbsoluteOffset: Int64(SegmentHeader.byteCount),
-                        length: options.segmentBytesMax - Int64(SegmentHeader.byteCount))
-                } catch where error.isUnsupported {
-                    // The file system cannot preallocate; appends extend the file instead.
-                }
-            }
-            try handle.synchronizeData()
+            try SegmentFile.writeEmpty(header, to: handle, options: options)
             try fileSystem.rename(from: temporary, to: path)
             renamed = true
             try fileSystem.syncDirectory(at: directory)

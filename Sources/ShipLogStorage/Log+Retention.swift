@@ -14,14 +14,27 @@ public struct RetentionPolicy: Sendable, Hashable {
 }
 
 extension Log {
-    /// Drops whole sealed segments whose records all precede `lsn`; never the active segment.
+    /// Sets (or, with `nil`, removes) the retention hold `name`: until it moves or goes, no
+    /// segment holding an LSN at or after `lsn` is removed, whatever ``removeSegments(before:)``
+    /// or ``applyRetention(_:)`` ask. A replication slot: the primary holds the log from the
+    /// next LSN each follower needs. Holds live in memory only; they end with the open log.
+    public func setRetentionHold(_ name: String, from lsn: LSN?) {
+        lock.withLock { state.retentionHolds[name] = lsn }
+    }
+
+    /// The retention holds in force, by name, each with the oldest LSN it keeps.
+    public var retentionHolds: [String: LSN] { lock.withLock { state.retentionHolds } }
+
+    /// Drops whole sealed segments whose records all precede `lsn`; never the active segment,
+    /// nor one holding an LSN a retention hold keeps (``setRetentionHold(_:from:)``).
     /// - Returns: the segments removed.
     @discardableResult
     public func removeSegments(before lsn: LSN) throws(LogError) -> [SegmentInfo] {
         try removeSegments { entry, _ in entry.lastLSN < lsn }
     }
 
-    /// Drops the oldest sealed segments that `policy` no longer keeps.
+    /// Drops the oldest sealed segments that `policy` no longer keeps (and no retention hold
+    /// keeps).
     @discardableResult
     public func applyRetention(_ policy: RetentionPolicy) throws(LogError) -> [SegmentInfo] {
         let now = wallClockNanoseconds()
@@ -33,12 +46,15 @@ extension Log {
         }
     }
 
-    /// Removes segments from the front while `shouldRemove(entry, bytesOfAllSegments)` holds.
+    /// Removes segments from the front while `shouldRemove(entry, bytesOfAllSegments)` holds
+    /// and no retention hold keeps the segment.
     private func removeSegments(while shouldRemove: (SegmentEntry, Int64) -> Bool) throws(LogError) -> [SegmentInfo] {
         let removed: [SegmentEntry] = lock.withLock {
             var total = state.segments.reduce(0) { $0 + $1.fileBytes }
+            let held = state.retentionHolds.values.min()
             var count = 0
             while count < state.segments.count - 1, state.segments[count].isSealed,
+                held.map({ state.segments[count].lastLSN < $0 }) ?? true,
                 shouldRemove(state.segments[count], total)
             {
                 total -= state.segments[count].fileBytes

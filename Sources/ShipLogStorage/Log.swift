@@ -55,6 +55,8 @@ public final class Log: @unchecked Sendable {
         var spaceWaiters: [@Sendable () -> Void] = []
         var nextTailWaiterID: UInt64 = 0
         var stats = LogStatistics()
+        /// Retention holds by name: no segment holding an LSN at or after a hold is removed.
+        var retentionHolds: [String: LSN] = [:]
     }
 
     package init(
@@ -214,16 +216,21 @@ public final class Log: @unchecked Sendable {
     /// Called with the lock held.
     private func assign(_ batch: EncodedBatch) -> LSNRange {
         var batch = batch
-        rollSegmentIfNeeded(adding: batch.byteCount, recordCount: batch.recordCount)
+        // One reading of the clock: a segment's createdAt is its first batch's timestamp, so
+        // that a follower writing the same batches writes the same segment files.
+        let timestamp = wallClockNanoseconds()
+        rollSegmentIfNeeded(adding: batch.byteCount, recordCount: batch.recordCount, firstBatchTimestamp: timestamp)
         let header = batch.seal(
             baseLSN: state.nextLSN, epoch: state.epoch, previousBatchCRC: state.lastBatchCRC,
-            syncedThrough: state.syncedLSN, timestamp: wallClockNanoseconds())
+            syncedThrough: state.syncedLSN, timestamp: timestamp)
         return place(batch.bytes, header: header)
     }
 
     /// Seals the current segment and queues a new one when the next batch would not fit (or
-    /// its LSN would not fit the 32-bit index deltas). Called with the lock held.
-    private func rollSegmentIfNeeded(adding byteCount: Int, recordCount: UInt32) {
+    /// its LSN would not fit the 32-bit index deltas). A new segment's `createdAt` is
+    /// `firstBatchTimestamp`, the timestamp of the batch that opens it (FORMAT.md section 5).
+    /// Called with the lock held.
+    private func rollSegmentIfNeeded(adding byteCount: Int, recordCount: UInt32, firstBatchTimestamp: UInt64) {
         let baseLSN = state.nextLSN
         let footerReserve = Int64(SegmentFooter.fixedByteCount + SegmentFooter.trailerByteCount)
         if let current = state.assigned, current.batchCount > 0,
@@ -238,7 +245,7 @@ public final class Log: @unchecked Sendable {
         if state.assigned == nil {
             let header = SegmentHeader(
                 previousBatchCRC: state.lastBatchCRC, baseLSN: baseLSN, epoch: state.epoch,
-                createdAt: wallClockNanoseconds())
+                createdAt: firstBatchTimestamp)
             state.pending.append(.create(header))
             state.assigned = AssignedSegment(baseLSN: baseLSN, previousBatchCRC: state.lastBatchCRC, epoch: state.epoch)
         }
@@ -312,7 +319,8 @@ public final class Log: @unchecked Sendable {
             throw error
         }
         state.epoch = max(state.epoch, header.epoch)
-        rollSegmentIfNeeded(adding: batch.bytes.count, recordCount: header.recordCount)
+        rollSegmentIfNeeded(
+            adding: batch.bytes.count, recordCount: header.recordCount, firstBatchTimestamp: header.timestamp)
         if header.syncedThrough > state.syncedLSN {
             state.pending.append(.syncBarrier(through: header.syncedThrough))
         }
@@ -400,6 +408,10 @@ public final class Log: @unchecked Sendable {
     public var firstLSN: LSN { lock.withLock { state.segments.first?.baseLSN ?? state.nextLSN } }
     /// Epoch stamped on new batches.
     public var epoch: Epoch { lock.withLock { state.epoch } }
+    /// The chain value the next batch must carry as its `previousBatchCRC`: the `batchCRC` of
+    /// the last batch appended (assigned, possibly not yet written), or, for a log that holds
+    /// no batch, its first segment header's `previousBatchCRC` (0 for a new log).
+    public var lastBatchCRC: UInt32 { lock.withLock { state.lastBatchCRC } }
     /// The failure that stopped the log, if any.
     public var failure: LogError? { lock.withLock { state.failure } }
     /// Counters since the log was opened.

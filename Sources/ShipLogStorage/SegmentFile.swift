@@ -76,3 +76,22 @@ public final class SegmentFile: Sendable {
         }
     }
 }
+
+extension SegmentFile {
+    /// Writes `header` at the start of a new, empty segment file, preallocates it as
+    /// `options` say (where the file system can), and fdatasyncs it. The caller names the file
+    /// and makes the name durable.
+    public static func writeEmpty(_ header: SegmentHeader, to handle: any FileHandle, options: LogOptions) throws(FileSystemError) {
+        try handle.write(header.encoded(), toAbsoluteOffset: 0)
+        if options.preallocateSegments {
+            do {
+                try handle.preallocate(
+                    fromAbsoluteOffset: Int64(SegmentHeader.byteCount),
+                    length: options.segmentBytesMax - Int64(SegmentHeader.byteCount))
+            } catch where error.isUnsupported {
+                // The file system cannot preallocate; appends extend the file instead.
+            }
+        }
+        try handle.synchronizeData()
+    }
+}

@@ -107,18 +107,25 @@ enum Wire {
             .appendRequest(.init(requestID: 3, commitLevel: .flush(followers: 2), records: [[UInt8](repeating: 9, count: 300)])),
             .appendRequest(.init(requestID: 4, commitLevel: .apply(followers: 255), timeoutMillis: 600_000, records: [[1], [2]])),
             .appendRequest(.init(requestID: .max, commitLevel: .all, records: [[0]])),
+            .appendRequest(.init(requestID: 5, commitLevel: nil, records: [[3]])),
             .appendResponse(.init(requestID: 1, outcome: .appended(LSNRange(first: LSN(44), last: LSN(46)), epoch: Epoch(3)))),
+            .appendResponse(.init(requestID: 2, outcome: .appendedDegraded(LSNRange(first: LSN(47), last: LSN(47)), epoch: Epoch(3)))),
             .readRequest(.init(requestID: 5, fromLSN: LSN(1), maxBytes: 65536, waitMillis: 1000)),
             .readResponse(.init(requestID: 5, outcome: .batches(lastLSN: LSN(100), chain))),
             .readResponse(.init(requestID: 6, outcome: .batches(lastLSN: .zero, []))),
             .statusRequest(.init(requestID: 7)),
             .statusResponse(.init(requestID: 7, json: #"{"role":"primary","lastLSN":43,"name":"ü"}"#)),
             .statusResponse(.init(requestID: 8, json: "")),
+            .queryRequest(.init(requestID: 9, query: Array("get k1".utf8))),
+            .queryRequest(.init(requestID: 10, query: [])),
+            .queryResponse(.init(requestID: 9, outcome: .result(appliedLSN: LSN(43), Array("v1".utf8)))),
+            .queryResponse(.init(requestID: 10, outcome: .result(appliedLSN: .zero, []))),
         ]
         for (i, failure) in sampleFailures().enumerated() {
             messages.append(i % 2 == 0 ? .refuse(failure) : .error(failure))
             messages.append(.appendResponse(.init(requestID: UInt64(100 + i), outcome: .failed(failure))))
             messages.append(.readResponse(.init(requestID: UInt64(200 + i), outcome: .failed(failure))))
+            messages.append(.queryResponse(.init(requestID: UInt64(300 + i), outcome: .failed(failure))))
         }
         return messages
     }
@@ -143,6 +150,7 @@ enum Wire {
             .init(.logFailed, text: "fdatasync failed: EIO"),
             .init(.overloaded),
             .init(.internalError, text: "ünïcødé ✓"),
+            .init(.queryFailed, text: "unknown operation 0x7f"),
         ]
     }
 
@@ -235,6 +243,8 @@ struct FrameTests {
         #expect(16 + Message.AppendRequest.fixedByteCount + ProtocolLimits.appendRecordBlockBytesMax <= ProtocolLimits.frameBytesMax)
         #expect(16 + Message.SnapshotChunk.fixedByteCount + ProtocolLimits.snapshotChunkBytesMax <= ProtocolLimits.frameBytesMax)
         #expect(16 + 8 + ProtocolLimits.statusJSONBytesMax <= ProtocolLimits.frameBytesMax)
+        #expect(16 + Message.QueryRequest.fixedByteCount + ProtocolLimits.queryBytesMax <= ProtocolLimits.frameBytesMax)
+        #expect(16 + Message.QueryResponse.resultFixedByteCount + ProtocolLimits.queryResultBytesMax <= ProtocolLimits.frameBytesMax)
         for type in MessageType.allCases { #expect(type.rawValue != 0) }
         #expect(Set(MessageType.allCases.map(\.rawValue)).count == MessageType.allCases.count)
     }

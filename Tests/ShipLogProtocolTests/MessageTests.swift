@@ -22,14 +22,15 @@ struct MessageTests {
         }
     }
 
-    @Test("every failure reason round-trips in Refuse, Error, AppendResponse and ReadResponse")
+    @Test("every failure reason round-trips in Refuse, Error, AppendResponse, ReadResponse and QueryResponse")
     func failuresRoundTrip() throws {
         let failures = Wire.sampleFailures()
-        #expect(Set(failures.map(\.reason.code)) == Set(1...14))
+        #expect(Set(failures.map(\.reason.code)) == Set(1...15))
         for failure in failures {
             for message: Message in [
                 .refuse(failure), .error(failure), .appendResponse(.init(requestID: 9, outcome: .failed(failure))),
                 .readResponse(.init(requestID: 9, outcome: .failed(failure))),
+                .queryResponse(.init(requestID: 9, outcome: .failed(failure))),
             ] {
                 #expect(try Wire.decodeMessage(message.encodedFrame()) == message)
             }
@@ -224,7 +225,8 @@ struct MessageTests {
         #expect(Self.field(Self.error(0x20, append(count: 2, block: [1, 7])))! == ("recordBlock", 18))
         #expect(Self.field(Self.error(0x20, append(count: 1, kind: 1, followers: 0, block: [0])))! == ("commitKind", 16))
         #expect(Self.field(Self.error(0x20, append(count: 1, kind: 0, followers: 1, block: [0])))! == ("commitKind", 16))
-        #expect(Self.field(Self.error(0x20, append(count: 1, kind: 5, block: [0])))! == ("commitKind", 16))
+        #expect(Self.field(Self.error(0x20, append(count: 1, kind: 6, block: [0])))! == ("commitKind", 16))
+        #expect(Self.field(Self.error(0x20, append(count: 1, kind: 5, followers: 1, block: [0])))! == ("commitKind", 16))
         #expect(Self.field(Self.error(0x20, append(count: 1, timeout: 600_001, block: [0])))! == ("timeoutMillis", 12))
         let big = append(count: 1, block: [0x80, 0x80, 0x80, 0x08] + [UInt8](repeating: 0, count: ProtocolLimits.appendRecordBlockBytesMax - 3))
         #expect(Self.field(Self.error(0x20, big))! == ("recordBlock", 18))
@@ -312,6 +314,11 @@ struct MessageTests {
             .readRequest(.init(requestID: 1, fromLSN: .zero)),
             .readResponse(.init(requestID: 1, outcome: .batches(lastLSN: LSN(2), batches))),
             .statusResponse(.init(requestID: 1, json: String(repeating: " ", count: 65_537))),
+            .appendResponse(.init(requestID: 1, outcome: .appendedDegraded(LSNRange(first: .zero, last: LSN(1)), epoch: Epoch(1)))),
+            .appendResponse(.init(requestID: 1, outcome: .appendedDegraded(LSNRange(first: LSN(1), last: LSN(1)), epoch: Epoch(0)))),
+            .queryRequest(.init(requestID: 1, query: [UInt8](repeating: 0, count: ProtocolLimits.queryBytesMax + 1))),
+            .queryResponse(.init(requestID: 1, outcome: .result(appliedLSN: LSN(1), [UInt8](repeating: 0, count: ProtocolLimits.queryResultBytesMax + 1)))),
+            .queryResponse(.init(requestID: 1, outcome: .failed(.init(.queryFailed, text: String(repeating: "x", count: 1025))))),
         ]
         for message in invalid {
             #expect(throws: ProtocolError.self, "\(message.type)") { try message.encodedFrame() }

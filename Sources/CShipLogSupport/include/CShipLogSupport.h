@@ -59,3 +59,37 @@ size_t shiplog_end_of_nonzero(const void *data, size_t length);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Names the calling thread (at most 15 bytes on Linux). Returns 0 or an errno value.
+int shiplog_set_thread_name(const char *name);
+
+/// Sets SO_RCVTIMEO (`receive` != 0) or SO_SNDTIMEO on socket `fd` to `nanoseconds`
+/// (rounded down to microseconds, at least 1 µs); 0 or less removes the timeout.
+/// Returns 0 or an errno value.
+int shiplog_net_set_timeout(int fd, int receive, int64_t nanoseconds);
+
+/// Writes the numeric host of the IPv4 or IPv6 socket address at `address` (`length` bytes)
+/// into `host` (NUL-terminated, `hostCapacity` bytes; 46 bytes always suffice) and its port
+/// into `port`. Returns 0, EAFNOSUPPORT for other families, or EINVAL.
+int shiplog_net_format_address(const void *address, uint32_t length, char *host, size_t hostCapacity,
+                               uint16_t *port);
+
+/// shiplog_net_format_address of getpeername (`peer` != 0) or getsockname of `fd`.
+int shiplog_net_socket_address(int fd, int peer, char *host, size_t hostCapacity, uint16_t *port);
+
+/// The flags every send(2) passes: MSG_NOSIGNAL where it exists (a closed peer gives EPIPE,
+/// not SIGPIPE).
+int shiplog_net_send_flags(void);
+
+/// SO_LINGER {on, 0 s}: close(2) then sends RST instead of FIN. Returns 0 or an errno value.
+int shiplog_net_set_abortive_close(int fd);
+
+/// accept4(2) with SOCK_CLOEXEC (plain accept where accept4 does not exist): the new
+/// descriptor, or -1 with errno set.
+int shiplog_net_accept(int fd);
+#ifdef __cplusplus
+}
+#endif
