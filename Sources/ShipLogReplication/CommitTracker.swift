@@ -57,6 +57,9 @@ final class CommitTracker: @unchecked Sendable {
     private var waiting: [Pending] = []
     private var degradedLevel: CommitLevel?
     private var newestAssigned = LSN.zero
+    /// When the timer thread wakes next (monotonic ns): a new waiter with a later deadline
+    /// need not wake it.
+    private var timerWakeAt: UInt64 = 0
     private var degradedCount: UInt64 = 0
     private var stopped = false
     private var timer: OwnedThread?
@@ -168,9 +171,10 @@ final class CommitTracker: @unchecked Sendable {
             if pending.degradeAtOnce { degradedLevel = pending.level }
             if let outcome = outcomeIfReady(pending) { return outcome }
             waiting.append(pending)
+            if pending.deadline < timerWakeAt { lock.broadcast() }
             return nil
         }
-        if let ready { finish(pending, ready) } else { lock.broadcast() }
+        if let ready { finish(pending, ready) }
     }
 
     /// The outcome when both halves are known and the level is met (lock held).
@@ -258,7 +262,9 @@ final class CommitTracker: @unchecked Sendable {
                 lock.lock()
                 continue
             }
+            timerWakeAt = next
             lock.wait(untilMonotonicNanoseconds: next)
+            timerWakeAt = 0
         }
         lock.unlock()
     }

@@ -112,13 +112,20 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
         defer { reporter.stop() }
         var stream = IncomingStream(next: identity.lastLSN.advanced(by: 1), previousBatchCRC: identity.lastBatchCRC, epoch: identity.epoch)
         while true {
-            guard let message = try receiver.receive() else { throw .connectionClosed(peer: peer.address) }
+            let received: Message?
+            do { received = try receiver.receive() } catch {
+                // An invalid frame from the primary: say why before closing (docs/PROTOCOL.md 2).
+                if case .protocolViolation(_, let problem) = error {
+                    sender.fail(Message.Failure(.protocolViolation, text: String(String(describing: problem).prefix(ProtocolLimits.reasonBytesMax))))
+                }
+                throw error
+            }
+            guard let message = received else { throw .connectionClosed(peer: peer.address) }
             streamed = true
             switch message {
             case .batches(let batches):
                 lock.withLock { primaryWritten = max(primaryWritten, batches.writtenLSN) }
                 try store(batches.batches, stream: &stream, sender: sender, reporter: reporter)
-                reporter.poke()
             case .keepalive(let keepalive):
                 lock.withLock { primaryWritten = max(primaryWritten, keepalive.writtenLSN) }
                 if keepalive.replyRequested { reporter.poke() }
@@ -150,9 +157,9 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
                 throw .handshakeFailed(peer: sender.peer, reason: "stream broken: \(problem)")
             }
             guard let host = node.host else { throw .shutDown }
-            let durability: Durability = node.options.followerDurability == .immediate ? .buffered : node.options.followerDurability
             do {
-                try host.submitReplicated(batch, durability: durability) { _ in reporter.poke() }
+                // The status reporter sees the write and the sync through the log's positions.
+                try host.submitReplicated(batch, durability: node.options.followerDurability) { _ in }
             } catch {
                 throw .log(error)
             }
@@ -163,10 +170,10 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
     /// Replaces this follower's log and state with the checkpoint received, keeping the old
     /// log in quarantine (docs/PROTOCOL.md 7.6, docs/RECOVERY.md "Re-seeding").
     private func reseed(from snapshot: ReceivedSnapshot, firstBatch batch: Batch) throws(ReplicationError) {
-        guard batch.header.baseLSN <= snapshot.lsn.advanced(by: 1), batch.lsnRange.last > snapshot.lsn else {
+        guard batch.header.baseLSN <= snapshot.lsn.advanced(by: 1), batch.lsnRange.last >= snapshot.lsn else {
             throw .handshakeFailed(
                 peer: primary.description,
-                reason: "the first batch after checkpoint \(snapshot.lsn) holds LSNs \(batch.lsnRange), not LSN \(snapshot.lsn.advanced(by: 1))")
+                reason: "the first batch after checkpoint \(snapshot.lsn) holds LSNs \(batch.lsnRange): it neither holds the checkpoint's LSN nor the one after it")
         }
         try node.replaceHost { () throws(LogError) in
             // Crash-safe order (docs/RECOVERY.md, "Re-seeding a follower"): the checkpoint is

@@ -97,7 +97,10 @@ final class FollowerStream: @unchecked Sendable {
             from = lsn
         case .snapshot(let lsn, let path):
             guard sendSnapshot(lsn: lsn, path: path, fileSystem: fileSystem, log: log) else { return }
-            from = lsn.advanced(by: 1)
+            // The batch holding the checkpoint's own LSN (when still held) comes first: the
+            // follower can then start its log at once, even if nothing is appended after the
+            // checkpoint. Its records up to the checkpoint's LSN are skipped by the apply.
+            from = lsn >= log.firstLSN ? lsn : lsn.advanced(by: 1)
             resetWindow()
         }
         var cursor = log.batches(from: from)

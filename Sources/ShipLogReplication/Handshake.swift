@@ -23,6 +23,20 @@ struct PeerInfo: Sendable {
     var address: String
 }
 
+/// Node ids name followers in status documents and in the replication-slots file, one per
+/// line: besides the protocol's 1 ... 64 bytes of UTF-8 they must hold no control characters
+/// (docs/PROTOCOL.md 5.1).
+enum NodeID {
+    /// Why `id` cannot be a node id, or nil.
+    static func problem(_ id: String) -> String? {
+        if id.isEmpty || id.utf8.count > ProtocolLimits.idBytesMax { return "must be 1 ... \(ProtocolLimits.idBytesMax) bytes" }
+        if id.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || (0x80...0x9F).contains($0.value) }) {
+            return "must not contain control characters"
+        }
+        return nil
+    }
+}
+
 enum Handshake {
     /// The initiator's side (a follower or a client): Hello, HelloAck, both proofs. On return
     /// the receiver accepts full-size frames.
@@ -84,6 +98,10 @@ enum Handshake {
             let supported = ProtocolVersion.supported
             sender.fail(Message.Failure(.unsupportedVersion(min: supported.lowerBound, max: supported.upperBound)), refuse: true)
             throw .handshakeFailed(peer: peer, reason: "no protocol version in common (peer speaks \(hello.versions))")
+        }
+        if let problem = NodeID.problem(hello.nodeID) {
+            sender.fail(Message.Failure(.protocolViolation, text: "node id \(problem)"), refuse: true)
+            throw .handshakeFailed(peer: peer, reason: "the peer's node id \(problem)")
         }
         guard hello.clusterID == identity.clusterID else {
             sender.fail(Message.Failure(.wrongCluster, text: "this node belongs to cluster \(identity.clusterID)"), refuse: true)

@@ -164,36 +164,45 @@ final class OutboundQueue: @unchecked Sendable {
         thread?.join()
     }
 
+    /// Frames smaller than this are joined into one send; the join never grows past it, so
+    /// the queue's memory stays within its own bytes plus this.
+    static let joinBytesMax = 256 << 10
+
     private func run() {
         while true {
-            let batch: [[UInt8]] = lock.withLock {
+            let taken: [[UInt8]] = lock.withLock {
                 while head == frames.count && !closed { lock.wait() }
                 let taken = Array(frames[head...])
                 frames.removeAll(keepingCapacity: true)
                 head = 0
                 return taken
             }
-            if batch.isEmpty { return }
-            var joined: [UInt8] = []
-            if batch.count > 1 {
-                joined.reserveCapacity(batch.reduce(0) { $0 + $1.count })
-                for frame in batch { joined.append(contentsOf: frame) }
-            }
-            let bytes = batch.count == 1 ? batch[0] : joined
-            do throws(ReplicationError) {
-                try sender.send(frame: bytes)
-            } catch {
-                lock.withLock {
-                    closed = true
-                    frames.removeAll()
-                    queuedBytes = 0
+            if taken.isEmpty { return }
+            var index = 0
+            while index < taken.count {
+                var bytes = taken[index]
+                index += 1
+                if bytes.count < Self.joinBytesMax {
+                    while index < taken.count, bytes.count + taken[index].count <= Self.joinBytesMax {
+                        bytes.append(contentsOf: taken[index])
+                        index += 1
+                    }
                 }
+                do throws(ReplicationError) {
+                    try sender.send(frame: bytes)
+                } catch {
+                    lock.withLock {
+                        closed = true
+                        frames.removeAll()
+                        queuedBytes = 0
+                    }
+                    lock.broadcast()
+                    sender.connection.close()
+                    return
+                }
+                lock.withLock { queuedBytes -= bytes.count }
                 lock.broadcast()
-                sender.connection.close()
-                return
             }
-            lock.withLock { queuedBytes -= bytes.count }
-            lock.broadcast()
         }
     }
 }

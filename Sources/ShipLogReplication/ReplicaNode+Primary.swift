@@ -60,9 +60,11 @@ extension ReplicaNode {
         }
         // A node id streams once: a reconnecting follower replaces its stale connection.
         replaced?.close()
-        let durable = min(peer.lastLSN, host.log.writtenLSN)
-        tracker.followerConnected(peer.nodeID, positions: FollowerPositions(written: durable, flushed: durable, applied: .zero))
-        slots?.record(peer.nodeID, durableThrough: durable)
+        // The Hello names the follower's written end, not what it has made durable: nothing is
+        // confirmed from it (positions only move forward from what statuses report). A new
+        // slot starts there, holding back what the follower will ask for next.
+        tracker.followerConnected(peer.nodeID, positions: FollowerPositions())
+        slots?.create(peer.nodeID, at: min(peer.lastLSN, host.log.writtenLSN))
         let fileSystem = fileSystem
         let shipper = OwnedThread.start(name: "shiplog-ship") {
             stream.ship(start: streamStart, log: host.log, fileSystem: fileSystem)

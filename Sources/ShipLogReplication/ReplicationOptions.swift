@@ -69,7 +69,7 @@ public struct ReplicationOptions: Sendable {
             if !condition { throw .invalidOptions(problem()) }
         }
         try check(!clusterID.isEmpty && clusterID.utf8.count <= ProtocolLimits.idBytesMax, "clusterID must be 1 ... 64 bytes")
-        try check(!nodeID.isEmpty && nodeID.utf8.count <= ProtocolLimits.idBytesMax, "nodeID must be 1 ... 64 bytes")
+        if let problem = NodeID.problem(nodeID) { throw .invalidOptions("nodeID \(problem)") }
         try check(followerWindowBytes >= 1 << 16, "followerWindowBytes must be at least 65536, got \(followerWindowBytes)")
         try check(keepaliveInterval > .zero, "keepaliveInterval must be positive")
         try check(replicationTimeout > keepaliveInterval, "replicationTimeout must exceed keepaliveInterval")

@@ -40,7 +40,7 @@ final class ReplicationSlots: @unchecked Sendable {
 
     var positions: [String: LSN] { lock.withLock { entries } }
 
-    /// Creates the slot of `nodeID` (persisted at once) or moves it forward (persisted later).
+    /// Moves the slot of `nodeID` forward to `lsn` (persisted later); creates it if missing.
     func record(_ nodeID: String, durableThrough lsn: LSN) {
         let created = lock.withLock { () -> Bool in
             guard let old = entries[nodeID] else {
@@ -53,6 +53,16 @@ final class ReplicationSlots: @unchecked Sendable {
                 dirty = true
             }
             return false
+        }
+        if created { persist(force: true) }
+    }
+
+    /// Creates the slot of `nodeID` at `lsn` (persisted at once) unless it exists.
+    func create(_ nodeID: String, at lsn: LSN) {
+        let created = lock.withLock { () -> Bool in
+            guard entries[nodeID] == nil, entries.count < Self.slotsMax else { return false }
+            entries[nodeID] = lsn
+            return true
         }
         if created { persist(force: true) }
     }

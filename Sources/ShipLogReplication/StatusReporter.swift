@@ -5,11 +5,10 @@ import ShipLogStorage
 
 /// A follower's acknowledgements on one connection (docs/PROTOCOL.md 7.4), sent from a thread
 /// of their own so the receiving thread never waits for an fdatasync or a full socket:
-/// FollowerStatus after stored batches, after each flush, when a Keepalive asks, and at least
-/// once per keepalive interval; SnapshotAck during a checkpoint transfer. With
-/// `followerDurability` `.immediate` it also flushes the log after the written position moves,
-/// so `write:K` is acknowledged before the fdatasync and `flush:K` right after it, as
-/// PostgreSQL's walreceiver does.
+/// FollowerStatus when the log's I/O thread publishes a write or an fdatasync (so `write:K` is
+/// acknowledged before the fdatasync and `flush:K` right after it, as PostgreSQL's walreceiver
+/// does), when a Keepalive asks, and at least once per keepalive interval; SnapshotAck during
+/// a checkpoint transfer.
 final class StatusReporter: @unchecked Sendable {
     // @unchecked: every var is guarded by `lock`.
     private let lock = ConditionLock()
@@ -19,9 +18,11 @@ final class StatusReporter: @unchecked Sendable {
     private var snapshot: (lsn: LSN, bytesStored: UInt64)?
     private var sent = (written: LSN.zero, flushed: LSN.zero, applied: LSN.zero)
     private var thread: OwnedThread?
+    private let currentLog: @Sendable () -> Log?
 
     init<Machine: QueryableStateMachine>(node: ReplicaNode<Machine>, sender: MessageSender) {
         self.sender = sender
+        self.currentLog = { node.host?.log }
         let interval = node.options.keepaliveInterval
         let flushEachWrite = node.options.followerDurability == .immediate
         thread = OwnedThread.start(name: "shiplog-status") { [self] in
@@ -29,10 +30,11 @@ final class StatusReporter: @unchecked Sendable {
         }
     }
 
-    /// Something moved: send a status soon.
+    /// Send a status now (a Keepalive asked for one, or something moved that the log's
+    /// positions do not show).
     func poke() {
         lock.withLock { poked = true }
-        lock.broadcast()
+        wake()
     }
 
     func pokeSnapshot(lsn: LSN, bytesStored: UInt64) {
@@ -40,38 +42,50 @@ final class StatusReporter: @unchecked Sendable {
             snapshot = (lsn, bytesStored)
             poked = true
         }
-        lock.broadcast()
+        wake()
     }
 
     func stop() {
         lock.withLock { stopped = true }
-        lock.broadcast()
+        wake()
         thread?.join()
+    }
+
+    private func wake() {
+        lock.broadcast()
+        currentLog()?.wakeProgressWaiters()
     }
 
     private func run<Machine: QueryableStateMachine>(
         interval: Duration, flushEachWrite: Bool, host: () -> StateMachineHost<Machine>?
     ) {
+        var lastSent: UInt64 = 0
         while true {
-            let (stop, snapshot) = lock.withLock { () -> (Bool, (lsn: LSN, bytesStored: UInt64)?) in
-                if !poked && !stopped {
-                    lock.wait(untilMonotonicNanoseconds: monotonicNanoseconds() &+ interval.nanoseconds)
-                }
-                poked = false
-                let taken = self.snapshot
+            let (stop, snapshot, wasPoked) = lock.withLock { () -> (Bool, (lsn: LSN, bytesStored: UInt64)?, Bool) in
+                let taken = (stopped, self.snapshot, poked)
                 self.snapshot = nil
-                return (stopped, taken)
+                poked = false
+                return taken
             }
             if stop { return }
             if let snapshot {
                 guard send(.snapshotAck(Message.SnapshotAck(snapshotLSN: snapshot.lsn, bytesStored: snapshot.bytesStored))) else { return }
             }
-            guard let host = host() else { continue }
-            guard sendStatus(host) else { return }
-            if flushEachWrite && host.log.durableLSN < host.log.writtenLSN {
-                do { try host.log.sync() } catch { continue }
-                guard sendStatus(host) else { return }
+            guard let host = host() else {
+                lock.withLock { if !poked && !stopped { lock.wait(untilMonotonicNanoseconds: monotonicNanoseconds() &+ 10_000_000) } }
+                continue
             }
+            let log = host.log
+            let now = monotonicNanoseconds()
+            let moved = log.writtenLSN > sent.written || log.durableLSN > sent.flushed || host.appliedLSN > sent.applied
+            if moved || wasPoked || now &- lastSent >= interval.nanoseconds {
+                guard sendStatus(host) else { return }
+                lastSent = now
+            }
+            // Sleep until the I/O thread publishes a write or an fdatasync, a poke, or the
+            // next status is due. The batches themselves are appended with the follower's
+            // durability, so with `.immediate` the I/O thread syncs right after it writes.
+            _ = log.waitForProgress(writtenAfter: sent.written, durableAfter: sent.flushed, timeout: interval)
         }
     }
 

@@ -9,6 +9,9 @@ import Glibc
 public final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// A second condition on the same mutex, for a separate group of waiters (the log's
+    /// position waiters), so broadcasts meant for one group do not wake the other.
+    private let secondary = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     public init() {
         pthread_mutex_init(mutex, nil)
@@ -16,14 +19,17 @@ public final class ConditionLock: @unchecked Sendable {
         pthread_condattr_init(&attributes)
         pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
         pthread_cond_init(condition, &attributes)
+        pthread_cond_init(secondary, &attributes)
         pthread_condattr_destroy(&attributes)
     }
 
     deinit {
         pthread_cond_destroy(condition)
+        pthread_cond_destroy(secondary)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
         condition.deallocate()
+        secondary.deallocate()
     }
 
     @inline(__always) public func lock() { pthread_mutex_lock(mutex) }
@@ -58,6 +64,17 @@ public final class ConditionLock: @unchecked Sendable {
         }
         return wait(untilMonotonicNanoseconds: deadline)
     }
+
+    /// Waits (lock held) on the secondary condition until ``broadcastSecondary()`` or
+    /// `deadline`. Returns `false` when the deadline passed.
+    @discardableResult
+    public func waitSecondary(untilMonotonicNanoseconds deadline: UInt64) -> Bool {
+        var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        return pthread_cond_timedwait(secondary, mutex, &time) != ETIMEDOUT
+    }
+
+    /// Wakes every waiter of the secondary condition.
+    public func broadcastSecondary() { pthread_cond_broadcast(secondary) }
 
     /// Wakes one waiter.
     public func signal() { pthread_cond_signal(condition) }

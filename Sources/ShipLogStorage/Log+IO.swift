@@ -35,6 +35,7 @@ extension Log {
                     let completions = publish(operation, outcome: outcome, activeFile: activeFile)
                     lock.unlock()
                     lock.broadcast()
+                    lock.broadcastSecondary()  // position waiters (Log+Waiting)
                     completions.run()
                     if case .failure = outcome { break }
                 }
@@ -79,6 +80,7 @@ extension Log {
                 }
                 lock.unlock()
                 lock.broadcast()
+                lock.broadcastSecondary()  // position waiters (Log+Waiting)
                 completions.run()
                 lock.lock()
                 continue
@@ -108,6 +110,7 @@ extension Log {
         state.spaceWaiters.removeAll()
         lock.unlock()
         lock.broadcast()
+        lock.broadcastSecondary()  // position waiters (Log+Waiting)
         completions.run()
     }
 

@@ -21,9 +21,34 @@ extension Log {
         waitUntil(\.syncedLSN, isAfter: lsn, timeout: timeout)
     }
 
-    /// Waits on the log's condition variable, which the I/O thread broadcasts after every
-    /// write, seal and sync it publishes, on a failure and when it stops; `close()`
-    /// broadcasts too. No polling: the only other wake-up is the deadline.
+    /// Blocks until ``writtenLSN`` is past `written` or ``durableLSN`` is past `durable`, or
+    /// ``wakeProgressWaiters()`` is called. A follower's status sender waits here to report
+    /// each write and each fdatasync as the I/O thread publishes it.
+    /// - Returns: false when `timeout` passed first or the log is closing or has stopped.
+    public func waitForProgress(writtenAfter written: LSN, durableAfter durable: LSN, timeout: Duration) -> Bool {
+        let deadline = monotonicNanoseconds() + min(max(timeout, .zero), Self.waitTimeoutMax).nanoseconds
+        lock.lock()
+        defer { lock.unlock() }
+        let woken = progressWakeups
+        while true {
+            if state.writtenLSN > written || state.syncedLSN > durable || progressWakeups != woken { return true }
+            if state.closing || state.failure != nil { return false }
+            if monotonicNanoseconds() >= deadline { return false }
+            lock.waitSecondary(untilMonotonicNanoseconds: deadline)
+        }
+    }
+
+    /// Wakes every thread in ``waitForProgress(writtenAfter:durableAfter:timeout:)`` (and the
+    /// other position waits, which wait on).
+    public func wakeProgressWaiters() {
+        lock.withLock { progressWakeups &+= 1 }
+        lock.broadcastSecondary()
+    }
+
+    /// Waits on the log's secondary condition variable, which the I/O thread broadcasts after
+    /// every write, seal and sync it publishes, on a failure and when it stops; `close()`
+    /// broadcasts it too. Appends do not wake these waiters (they wake the I/O thread on the
+    /// primary condition). No polling: the only other wake-up is the deadline.
     private func waitUntil(_ position: KeyPath<State, LSN>, isAfter lsn: LSN, timeout: Duration) -> Bool {
         let capped = min(max(timeout, .zero), Self.waitTimeoutMax)
         let deadline = monotonicNanoseconds() + capped.nanoseconds
@@ -33,7 +58,7 @@ extension Log {
             if state[keyPath: position] > lsn { return true }
             if state.closing || state.failure != nil { return false }
             if monotonicNanoseconds() >= deadline { return false }
-            lock.wait(untilMonotonicNanoseconds: deadline)
+            lock.waitSecondary(untilMonotonicNanoseconds: deadline)
         }
     }
 }

@@ -20,6 +20,8 @@ public final class Log: @unchecked Sendable {
     public let options: LogOptions
     let fileSystem: any FileSystem
     let lock = ConditionLock()
+    /// Bumped by ``wakeProgressWaiters()`` (guarded by `lock`).
+    var progressWakeups: UInt64 = 0
     var state: State
     /// Guarded by `lock`; joined by close().
     var ioThread: pthread_t?
@@ -371,6 +373,7 @@ public final class Log: @unchecked Sendable {
         state.closing = true
         lock.unlock()
         lock.broadcast()
+        lock.broadcastSecondary()
         if let thread = lock.withLock({ () -> pthread_t? in
             let t = ioThread
             ioThread = nil

@@ -593,3 +593,161 @@ private func _pow10(_ x: Double) -> Double {
         }
     }
 }
+
+// MARK: - Replication commands (the real declarations)
+
+private let shiplogCLI = CommandLineInterface(summary: "shiplog", commands: Commands.all)
+
+/// Parses `line` with the tool's own commands.
+private func parseReal(_ line: String) throws -> ParsedArguments {
+    switch try shiplogCLI.parse(words(line)) {
+    case .run(let arguments): return arguments
+    case .help: throw UsageError(command: "test", message: "unexpected help for '\(line)'")
+    }
+}
+
+/// The usage error `body` throws for `line`, or `nil` when it throws none.
+private func usageFailure(_ line: String, _ body: (ParsedArguments) throws -> Void = { _ in }) -> String? {
+    do {
+        try body(try parseReal(line))
+        return nil
+    } catch let error as UsageError {
+        return error.description
+    } catch {
+        return "not a usage error: \(error)"
+    }
+}
+
+private func noEnvironment(_: String) -> String? { nil }
+
+@Suite struct ReplicationArgumentParserTests {
+    @Test func serveDefaultsAndFlags() throws {
+        let plain = try NodeSettings(try parseReal("serve --dir d --listen 127.0.0.1:0"), environment: noEnvironment)
+        #expect(plain.role == .primary)
+        #expect(plain.listen == Endpoint(host: "127.0.0.1", port: 0))
+        #expect(plain.nodeID == "primary" && plain.clusterID == "shiplog")
+        #expect(plain.defaultCommitLevel == .local && plain.commitTimeoutPolicy == .fail && plain.commitTimeout == .seconds(10))
+        #expect(plain.secret.origin == .development)
+        #expect(plain.machineOptions.log.segmentBytesMax == 128 << 20 && plain.machineOptions.checkpointIntervalBytes == 256 << 20)
+
+        let tuned = try NodeSettings(
+            try parseReal(
+                "serve --dir d --listen [::1]:7000 --ack flush:2 --secret-file s --cluster c --node n --commit-timeout 250 "
+                    + "--on-timeout degrade --segment-bytes 65536 --checkpoint-bytes 0 --slot-retained-bytes 4096"),
+            environment: noEnvironment)
+        #expect(tuned.listen == Endpoint(host: "::1", port: 7000))
+        #expect(tuned.defaultCommitLevel == .flush(followers: 2) && tuned.commitTimeoutPolicy == .degrade)
+        #expect(tuned.commitTimeout == .milliseconds(250) && tuned.slotRetainedBytes == 4096)
+        #expect(tuned.secret.origin == .flag("s") && tuned.clusterID == "c" && tuned.nodeID == "n")
+        #expect(tuned.machineOptions.log.segmentBytesMax == 65536 && tuned.machineOptions.checkpointIntervalBytes == nil)
+    }
+
+    @Test func followerIDDefaultsToTheDirectoryName() throws {
+        let settings = try NodeSettings(
+            try parseReal("follow --dir /data/replica-2/ --primary db1:7000 --listen localhost:0"), environment: noEnvironment)
+        #expect(settings.role == .follower(primary: Endpoint(host: "db1", port: 7000)))
+        #expect(settings.nodeID == "replica-2")
+        let unlisted = try NodeSettings(try parseReal("follow --dir r --primary 10.0.0.1:7000"), environment: noEnvironment)
+        #expect(unlisted.listen == nil && unlisted.nodeID == "r")
+    }
+
+    @Test func secretFileComesFromTheFlagThenTheEnvironment() throws {
+        let environment: (String) -> String? = { $0 == "SHIPLOG_SECRET_FILE" ? "/etc/shiplog/secret" : nil }
+        let fromEnvironment = try NodeSettings(try parseReal("serve --dir d --listen 0.0.0.0:7000"), environment: environment)
+        #expect(fromEnvironment.secret.origin == .environment("/etc/shiplog/secret"))
+        let fromFlag = try NodeSettings(try parseReal("serve --dir d --listen 0.0.0.0:7000 --secret-file f"), environment: environment)
+        #expect(fromFlag.secret.origin == .flag("f"))
+    }
+
+    @Test(arguments: [
+        ("serve --dir d --listen 0.0.0.0:7000", "0.0.0.0:7000 is not a loopback address: give --secret-file"),
+        ("follow --dir d --primary 127.0.0.1:1 --listen 192.168.1.5:0", "192.168.1.5:0 is not a loopback address"),
+        ("serve --dir d --listen nowhere", "invalid value 'nowhere' for --listen (expected HOST:PORT"),
+        ("serve --dir d --listen 127.0.0.1:70000", "invalid value '127.0.0.1:70000' for --listen"),
+        ("serve --dir d --listen 127.0.0.1:0 --ack flush", "invalid value 'flush' for --ack (expected local, write:K"),
+        ("serve --dir d --listen 127.0.0.1:0 --ack write:0", "invalid value 'write:0' for --ack"),
+        ("serve --dir d --listen 127.0.0.1:0 --ack all:2", "invalid value 'all:2' for --ack"),
+        ("serve --dir d --listen 127.0.0.1:0 --on-timeout wait", "invalid value 'wait' for --on-timeout (expected fail or degrade)"),
+        ("serve --dir d --listen 127.0.0.1:0 --commit-timeout 0", "invalid value '0' for --commit-timeout (expected 1 to 600000)"),
+        ("serve --dir d --listen 127.0.0.1:0 --segment-bytes 1024", "invalid value '1024' for --segment-bytes"),
+        ("serve --dir d --listen 127.0.0.1:0 --node " + String(repeating: "n", count: 65), "for --node (expected 1 to 64 bytes)"),
+        ("serve --dir d", "missing required flag --listen"),
+        ("follow --dir d --listen 127.0.0.1:0", "missing required flag --primary"),
+        ("follow --dir d --primary 127.0.0.1:1 --slot-retained-bytes 1", "unknown flag --slot-retained-bytes"),
+    ])
+    func nodeUsageErrors(line: String, message: String) {
+        let failure = usageFailure(line) { _ = try NodeSettings($0, environment: noEnvironment) }
+        #expect(failure?.contains(message) == true, "\(line): \(failure ?? "accepted")")
+    }
+
+    @Test func dirOrServerSelectsTheTarget() throws {
+        #expect(try Commands.target(try parseReal("read --dir d")) == .directory(FilePath("d")))
+        #expect(try Commands.target(try parseReal("read --server 127.0.0.1:9 --follow")) == .server(Endpoint(host: "127.0.0.1", port: 9)))
+        let append = try parseReal("append --server h:1 --ack apply:1 --secret-file s --cluster c")
+        #expect(try Commands.target(append, localOnly: Commands.localAppendFlags, remoteOnly: ["ack"]) == .server(Endpoint(host: "h", port: 1)))
+        #expect(try Commands.commitLevel(append) == .apply(followers: 1))
+        #expect(try Commands.commitLevel(try parseReal("append --server h:1")) == nil, "no --ack: the primary's default")
+        #expect(try Commands.target(try parseReal("kv get --server h:1 k")) == .server(Endpoint(host: "h", port: 1)))
+    }
+
+    @Test(arguments: [
+        ("read", "missing required flag --dir (or --server HOST:PORT)"),
+        ("read --dir d --server h:1", "--dir and --server cannot be combined"),
+        ("read --server h", "invalid value 'h' for --server"),
+        ("read --dir d --secret-file s", "--secret-file needs --server"),
+        ("append --dir d --ack local", "--ack needs --server"),
+        ("append --server h:1 --durability buffered", "--durability applies to a local --dir only"),
+        ("append --server h:1 --compression none", "--compression applies to a local --dir only"),
+        ("kv put --server h:1 --durability immediate k v", "--durability applies to a local --dir only"),
+        ("kv del --dir d --ack all k", "--ack needs --server"),
+        ("kv put k v", "missing required flag --dir"),
+    ])
+    func targetUsageErrors(line: String, message: String) {
+        let failure = usageFailure(line) { arguments in
+            _ = try Commands.target(arguments, localOnly: Commands.localAppendFlags, remoteOnly: ["ack"])
+        }
+        #expect(failure?.contains(message) == true, "\(line): \(failure ?? "accepted")")
+    }
+
+    @Test func statusNeedsAServer() {
+        #expect(usageFailure("status")?.contains("missing required flag --server") == true)
+        #expect(usageFailure("status --server h:1 --json") == nil)
+        #expect(usageFailure("kv checkpoint --server h:1 --dir d")?.contains("unknown flag --server") == true)
+    }
+
+    @Test func loopbackAddresses() {
+        for host in ["127.0.0.1", "127.1.2.3", "localhost", "::1"] { #expect(Commands.isLoopback(host), "\(host)") }
+        for host in ["0.0.0.0", "10.0.0.1", "::", "example.com", "127.0.0", "127.0.0.256"] { #expect(!Commands.isLoopback(host), "\(host)") }
+    }
+
+    @Test func statusTableListsFollowers() throws {
+        let document = """
+            {"role":"primary","node_id":"p","epoch":1,"last_lsn":12,"degraded":false,"followers":[\
+            {"node_id":"f1","connected":true,"written_lsn":12,"flushed_lsn":11,"applied_lsn":10,"lag_records":1,"lag_bytes":300,"lag_ms":0.5,"address":"127.0.0.1:4"}]}
+            """
+        guard case .object(let fields) = try ParsedJSON.parse(document) else {
+            Issue.record("not an object")
+            return
+        }
+        let table = StatusCommand.table(fields)
+        #expect(table.contains("role       primary\n"))
+        #expect(table.contains("followers  1\n"))
+        #expect(table.contains("  NODE  CONNECTED  WRITTEN  FLUSHED  APPLIED  LAG_RECORDS  LAG_BYTES  LAG_MS  ADDRESS\n"))
+        #expect(table.contains("  f1    yes        12       11       10       1            300        0.5     127.0.0.1:4\n"))
+    }
+
+    @Test func statusJSONParserIsStrict() throws {
+        for bad in ["", "{", "{\"a\":}", "[1,]", "{\"a\":1} x", "\"\u{01}\"", "tru", String(repeating: "[", count: 40) + String(repeating: "]", count: 40)] {
+            #expect(throws: ParsedJSON.SyntaxError.self, "\(bad)") { try ParsedJSON.parse(bad) }
+        }
+        #expect(try ParsedJSON.parse(#"{"s":"a\"b\\c\u0041","n":-1.5e2,"b":[true,false,null]}"#)
+            == .object(["s": .string("a\"b\\cA"), "n": .number(-150), "b": .array([.bool(true), .bool(false), .null])]))
+    }
+
+    @Test func prefixScanEndsAtTheNextKey() {
+        #expect(RemoteKeyValueCommand.keyAfterPrefix(Array("ab".utf8)) == Array("ac".utf8))
+        #expect(RemoteKeyValueCommand.keyAfterPrefix([0x61, 0xFF]) == [0x62])
+        #expect(RemoteKeyValueCommand.keyAfterPrefix([0xFF, 0xFF]) == nil)
+        #expect(RemoteKeyValueCommand.keyAfterPrefix([]) == nil)
+    }
+}

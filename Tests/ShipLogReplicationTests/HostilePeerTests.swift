@@ -162,6 +162,31 @@ import Testing
         try expectUnharmed(cluster, writtenBefore: before, intruder: "intruder")
     }
 
+    // MARK: Records the state machine refuses
+
+    /// An authenticated client is not trusted with the state machine's encoding: a record the
+    /// key-value machine cannot apply must be refused before it is appended, not appended and
+    /// then fail the primary's log (and every follower's, and every replay after a restart).
+    @Test func recordTheStateMachineRefusesIsNotAppendedAndDoesNotStopTheLog() throws {
+        let cluster = try makeCluster("poison")
+        defer { cluster.remove() }
+        let before = cluster.primary.host!.log.writtenLSN
+        let client = try cluster.client()
+        defer { client.close() }
+        #expect {
+            _ = try client.append([[0x80, 0x01, 0x02, 0x03]], level: .local, timeout: .seconds(5))
+        } throws: { error in
+            guard case ReplicationError.requestFailed(let failure) = error else { return false }
+            return !failure.text.isEmpty
+        }
+        #expect(cluster.primary.host!.log.failure == nil, "one bad record stopped the primary's log: \(String(describing: cluster.primary.host!.log.failure))")
+        try expectUnharmed(cluster, writtenBefore: before)
+        // The primary's directory still opens (a stored bad record would fail every replay).
+        cluster.shutdown()
+        cluster.followers.removeAll()
+        cluster.primary = try cluster.startPrimary()
+    }
+
     // MARK: Bytes that are not frames
 
     @Test func garbageBytesAreAnsweredWithProtocolViolationAndClosed() throws {
@@ -263,11 +288,10 @@ import Testing
         }
         // Half an AuthProof after a complete Hello, then close.
         let peer = try peer(cluster)
-        guard case .helloAck(let ack) = try peer.hello(role: .follower, nodeID: "half") else {
+        guard case .helloAck = try peer.hello(role: .follower, nodeID: "half") else {
             Issue.record("expected HelloAck")
             return
         }
-        _ = ack
         try peer.send(bytes: Array(RawPeer.frameHeader(type: MessageType.authProof.rawValue, payloadLength: 32) + [1, 2, 3]))
         peer.connection.close()
         #expect(
@@ -489,6 +513,52 @@ import Testing
         caller.join()
         node.join()
         #expect(answered, "a request to a node that never answers was still waiting after 4 s with responseTimeout 1 s")
+    }
+
+    // MARK: Node ids
+
+    /// Node ids are 1 ... 64 bytes of UTF-8 without control characters (docs/PROTOCOL.md 5.1):
+    /// quotes, backslashes, spaces and any other character are allowed and must neither break
+    /// the status document nor the replication slot file the primary reads when it starts again.
+    @Test func followerIDWithQuotesAndSpacesBreaksNeitherStatusNorSlotsNorRestart() throws {
+        let cluster = try makeCluster("odd-ids")
+        defer { cluster.remove() }
+        let log = cluster.primary.host!.log
+        let last = log.writtenLSN
+        let crc = try #require(try log.batchCRC(endingAt: last))
+        let odd = "x\"},{\"node_id\":\"y\\ 7 z é"
+        let peer = try peer(cluster)
+        try peer.authenticate(role: .follower, nodeID: odd, epoch: log.epoch, lastLSN: last, lastBatchCRC: crc)
+        try peer.send(.startStream(Message.StartStream(fromLSN: last.advanced(by: 1))))
+        try peer.send(.followerStatus(Message.FollowerStatus(writtenLSN: last, flushedLSN: last, appliedLSN: last, timestamp: 0)))
+        #expect(eventually(within: .seconds(3)) { cluster.primary.connectedFollowerCount == 3 })
+        let status = try StatusDocument(of: cluster.primary)
+        #expect(status.followerIDs.sorted() == ["follower-0", "follower-1", odd].sorted(), "\(status.text)")
+        peer.connection.close()
+        // The primary starts again on its directory, with the slot of that follower.
+        cluster.shutdown()
+        cluster.followers.removeAll()
+        cluster.primary = try cluster.startPrimary()
+        let restarted = try StatusDocument(of: cluster.primary)
+        #expect(restarted.followerIDs.sorted() == ["follower-0", "follower-1", odd].sorted(), "\(restarted.text)")
+    }
+
+    /// A node id with a newline or another control character could forge lines of the slot
+    /// file: the handshake refuses it, and nothing about the peer is recorded.
+    @Test func followerIDWithControlCharactersIsRefused() throws {
+        let cluster = try makeCluster("control-ids")
+        defer { cluster.remove() }
+        let before = cluster.primary.host!.log.writtenLSN
+        for odd in ["x\n7 z", "tab\there", "bell\u{7}", "del\u{7f}", "c1\u{85}"] {
+            let peer = try peer(cluster)
+            let answer = try peer.hello(role: .follower, nodeID: odd)
+            guard case .refuse(let failure) = answer else {
+                Issue.record("\(odd.debugDescription): expected Refuse, got \(String(describing: answer))")
+                continue
+            }
+            #expect(failure.reason == .protocolViolation && failure.text.contains("control characters"))
+        }
+        try expectUnharmed(cluster, writtenBefore: before)
     }
 
     // MARK: Status document

@@ -6,23 +6,26 @@ extension Commands {
     static func kvDirectory() -> FlagSpec {
         .value("dir", placeholder: "DIR", help: "Store directory (created when missing).", required: true)
     }
+    /// `--dir`, or `--server` and its flags: for the commands that also work through a node.
+    static func kvDirectoryOrServer() -> [FlagSpec] {
+        [.value("dir", placeholder: "DIR", help: "Store directory (created when missing); or --server.")] + remoteFlags()
+    }
     static func kvDurability() -> FlagSpec {
         .value("durability", .choice(durabilityWords), help: "When a write counts as done.", default: "immediate")
     }
 
     static let kvPut = CommandSpec(
         path: ["kv", "put"], summary: "Set KEY to VALUE; prints the LSN of the change.", positionals: ["KEY", "VALUE"],
-        flags: [kvDirectory(), kvDurability()])
+        flags: kvDirectoryOrServer() + [kvDurability(), ackFlag()])
     static let kvGet = CommandSpec(
         path: ["kv", "get"], summary: "Print the value of KEY; exit 1 when it is absent.", positionals: ["KEY"],
-        flags: [kvDirectory()])
+        flags: kvDirectoryOrServer())
     static let kvDelete = CommandSpec(
         path: ["kv", "del"], summary: "Delete KEY; prints the LSN of the change.", positionals: ["KEY"],
-        flags: [kvDirectory(), kvDurability()])
+        flags: kvDirectoryOrServer() + [kvDurability(), ackFlag()])
     static let kvScan = CommandSpec(
         path: ["kv", "scan"], summary: "Print KEY<TAB>VALUE lines in key order.",
-        flags: [
-            kvDirectory(),
+        flags: kvDirectoryOrServer() + [
             .value("prefix", placeholder: "P", help: "Only keys starting with P."),
             .value("from", placeholder: "K", help: "First key (inclusive)."),
             .value("to", placeholder: "K", help: "Last key (exclusive)."),
@@ -50,6 +53,11 @@ extension Commands {
                 arguments.string("from") != nil || arguments.string("to") != nil
             {
                 throw UsageError(command: arguments.command.displayName, message: "--prefix cannot be combined with --from/--to")
+            }
+            if arguments.command.path != kvCheckpoint.path,
+                case .server(let server) = try target(arguments, localOnly: ["durability"], remoteOnly: ["ack"])
+            {
+                return try RemoteKeyValueCommand(arguments: arguments, server: server).run()
             }
             let store = try KeyValueStore(directory: FilePath(try arguments.requiredString("dir")))
             defer { try? store.close() }
