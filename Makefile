@@ -40,6 +40,7 @@ bench: release
 	$(RELEASE_BIN) bench append
 	$(RELEASE_BIN) bench recovery
 	$(RELEASE_BIN) bench kv
+	$(RELEASE_BIN) bench replicate
 
 # Long soaks: many more simulated crashes and real SIGKILLs than `make test` runs.
 soak: deps

@@ -108,6 +108,22 @@ final class MessageSender: @unchecked Sendable {
         }
     }
 
+    /// Hands as much of `frame` to the connection as it takes without blocking; returns the
+    /// byte count (0 when the socket buffer is full or the transport cannot, -1 after a failure).
+    func trySend(frame: [UInt8]) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        if failure != nil { return -1 }
+        let connection = connection
+        let result = frame.withUnsafeBytes { raw in Result { () throws(TransportError) in try connection.trySend(raw) } }
+        switch result {
+        case .success(let count): return count
+        case .failure(let error):
+            failure = .transport(error)
+            return -1
+        }
+    }
+
     /// Sends `failure` as an Error (or Refuse) message, best effort, and closes the connection.
     func fail(_ failure: Message.Failure, refuse: Bool = false) {
         try? send(refuse ? .refuse(failure) : .error(failure))
@@ -125,6 +141,8 @@ final class OutboundQueue: @unchecked Sendable {
     private var head = 0
     private var queuedBytes = 0
     private var closed = false
+    /// A thread is handing bytes to the connection now (the queue's or an inline sender).
+    private var sending = false
     private var thread: OwnedThread?
 
     init(sender: MessageSender, name: String) {
@@ -132,17 +150,39 @@ final class OutboundQueue: @unchecked Sendable {
         thread = OwnedThread.start(name: name) { [self] in run() }
     }
 
-    /// Queues `message` without blocking. Dropped once the queue is closed.
+    /// Sends `message` without blocking: at once from the calling thread when nothing else is
+    /// queued or being sent and the socket takes it (saving a thread switch per response),
+    /// else (or for what the socket did not take) through the queue's thread. Dropped once
+    /// the queue is closed.
     func enqueue(_ message: Message) {
         guard let frame = try? message.encodedFrame() else {
             assertionFailure("encoding a message this node built failed: \(message.type)")
             return
         }
-        lock.withLock {
-            guard !closed else { return }
+        lock.lock()
+        guard !closed else {
+            lock.unlock()
+            return
+        }
+        guard !sending && head == frames.count else {
             frames.append(frame)
             queuedBytes += frame.count
+            lock.unlock()
+            lock.broadcast()
+            return
         }
+        sending = true
+        lock.unlock()
+        let sent = sender.trySend(frame: frame)
+        lock.lock()
+        sending = false
+        if sent < frame.count {
+            // The rest goes first: nothing else was sent meanwhile (`sending` kept others out).
+            let rest = sent <= 0 ? frame : Array(frame[sent...])
+            frames.insert(rest, at: head)
+            queuedBytes += rest.count
+        }
+        lock.unlock()
         lock.broadcast()
     }
 
@@ -171,13 +211,19 @@ final class OutboundQueue: @unchecked Sendable {
     private func run() {
         while true {
             let taken: [[UInt8]] = lock.withLock {
-                while head == frames.count && !closed { lock.wait() }
+                while (head == frames.count || sending) && !closed { lock.wait() }
+                while sending { lock.wait() }
                 let taken = Array(frames[head...])
                 frames.removeAll(keepingCapacity: true)
                 head = 0
+                sending = !taken.isEmpty
                 return taken
             }
             if taken.isEmpty { return }
+            defer {
+                lock.withLock { sending = false }
+                lock.broadcast()
+            }
             var index = 0
             while index < taken.count {
                 var bytes = taken[index]

@@ -144,6 +144,22 @@ public final class TCPConnection: Connection {
         }
     }
 
+    /// send(2) with MSG_DONTWAIT: takes what the socket buffer has room for now, without
+    /// blocking. Returns the bytes taken (0 when the buffer is full).
+    public func trySend(_ bytes: UnsafeRawBufferPointer) throws(TransportError) -> Int {
+        guard !bytes.isEmpty else { return 0 }
+        return try socket.using(peer: peer) { (fd) throws(TransportError) -> Int in
+            while true {
+                let count = Glibc.send(fd, bytes.baseAddress!, bytes.count, shiplog_net_send_flags() | Int32(MSG_DONTWAIT))
+                if count >= 0 { return count }
+                let code = errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK { return 0 }
+                throw socket.error(code, operation: "send", peer: peer)
+            }
+        }
+    }
+
     /// Sends the buffers in order as one byte stream with sendmsg(2), without copying them
     /// into one buffer (a frame header and a large payload). Same errors as ``send(_:)``.
     public func send(gathering parts: [UnsafeRawBufferPointer]) throws(TransportError) {

@@ -87,6 +87,10 @@ public protocol Connection: AnyObject, Sendable {
     /// Blocks until every byte of `bytes` has been handed to the transport. Throws `.timedOut`
     /// when the send timeout passes without progress (the peer stopped reading).
     func send(_ bytes: UnsafeRawBufferPointer) throws(TransportError)
+    /// Hands as many bytes of `bytes` to the transport as it takes without blocking, and
+    /// returns their count (0 when it would block). A transport without non-blocking sends
+    /// returns 0 (the default), and callers then send from a thread of their own.
+    func trySend(_ bytes: UnsafeRawBufferPointer) throws(TransportError) -> Int
     /// How long ``receive(into:)`` and ``send(_:)`` may block without progress; `nil`: forever.
     func setTimeouts(receive: Duration?, send: Duration?)
     /// Closes both directions. Calls blocked in ``receive(into:)`` or ``send(_:)`` on other
@@ -111,6 +115,8 @@ public protocol Network: Sendable {
 }
 
 extension Connection {
+    public func trySend(_ bytes: UnsafeRawBufferPointer) throws(TransportError) -> Int { 0 }
+
     /// Sends every byte of `bytes`.
     public func send(_ bytes: [UInt8]) throws(TransportError) {
         try bytes.withUnsafeBytes { raw in Result { () throws(TransportError) in try send(raw) } }.get()
