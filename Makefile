@@ -3,21 +3,47 @@
 
 SWIFT ?= swift
 APT_PACKAGES := liblz4-dev pkg-config
+# etcd (/usr/bin/etcd) and ZooKeeper (/usr/share/zookeeper/bin/zkServer.sh, with a JRE) for the
+# failover election tests, which start them on loopback ports with temporary data directories.
+# Installed without starting their system services (a policy-rc.d that refuses, while apt runs).
+COORDINATION_PACKAGES := etcd-server zookeeper
+# Headless Chromium renders the `shiplog bench --html` page in BenchScenarioTests.
+BROWSER_PACKAGES := chromium fonts-dejavu-core
 RELEASE_BIN := .build/release/shiplog
+# Where `make bench` writes its JSON and HTML report, and extra flags (`make bench BENCH_FLAGS='--seconds 2'`).
+BENCH_OUT := .build/bench
+BENCH_FLAGS ?=
 # Long runs of the seeded and kill suites (`make soak`).
 SOAK_SEEDS ?= 50000
 SOAK_KILLS ?= 2000
 
-.PHONY: all deps build release test unit-test bench soak fuzz fuzz-smoke clean
+.PHONY: all deps build release test unit-test bench bench-check soak fuzz fuzz-smoke clean
 
 all: build
 
-# liblz4-dev (headers + pkg-config file) and pkg-config itself.
+# liblz4-dev (headers + pkg-config file) and pkg-config itself; Chromium and the coordination
+# services for their tests.
 deps:
 	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists liblz4; then \
 		echo "make: installing $(APT_PACKAGES)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make: need root to apt-get install $(APT_PACKAGES)" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+		echo "make: installing $(BROWSER_PACKAGES) (headless Chromium for the bench report test)"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make: need root to apt-get install $(BROWSER_PACKAGES); the Chromium test will be skipped" >&2; \
+		else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null \
+			|| echo "make: could not install $(BROWSER_PACKAGES); the Chromium test will be skipped" >&2; fi; \
+	fi
+	@if [ ! -x /usr/bin/etcd ] || [ ! -x /usr/share/zookeeper/bin/zkServer.sh ]; then \
+		echo "make: installing $(COORDINATION_PACKAGES) (etcd and ZooKeeper for the failover election tests)"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make: need root to apt-get install $(COORDINATION_PACKAGES); the election tests will be skipped" >&2; \
+		else \
+			policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >$$policy; chmod +x $$policy; fi; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(COORDINATION_PACKAGES) >/dev/null \
+				|| echo "make: could not install $(COORDINATION_PACKAGES); the election tests will be skipped" >&2; \
+			if [ -n "$$policy" ]; then rm -f $$policy; fi; \
+		fi; \
 	fi
 	@command -v $(SWIFT) >/dev/null || { echo "make: swift toolchain not found on PATH" >&2; exit 1; }
 
@@ -35,12 +61,20 @@ unit-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# The benchmark scenario on embedded defaults, in release mode.
+# The benchmark scenario on embedded defaults, in release mode (about a minute): a report on
+# standard output, every figure in $(BENCH_OUT)/bench.json and charts in $(BENCH_OUT)/bench.html.
+# The single phases stay available as `shiplog bench append|recovery|kv|replicate`.
 bench: release
-	$(RELEASE_BIN) bench append
-	$(RELEASE_BIN) bench recovery
-	$(RELEASE_BIN) bench kv
-	$(RELEASE_BIN) bench replicate
+	@mkdir -p $(BENCH_OUT)
+	$(RELEASE_BIN) bench --json $(BENCH_OUT)/bench.json --html $(BENCH_OUT)/bench.html $(BENCH_FLAGS)
+	@echo "make: wrote $(BENCH_OUT)/bench.json and $(BENCH_OUT)/bench.html (open it in a browser; it needs no network)"
+
+# Micro-benchmarks (Benchmarks/, ordo-one/benchmark; release build in Benchmarks/.build): runs
+# them and compares each one's p90 with the thresholds checked into Benchmarks/Thresholds/.
+# Fails on a regression beyond the tolerances (README, "Micro-benchmarks"); a benchmark behind
+# its thresholds is run again, up to 3 runs, before it counts.
+bench-check: deps
+	SWIFT=$(SWIFT) Benchmarks/check-thresholds.sh
 
 # Long soaks: many more simulated crashes and real SIGKILLs than `make test` runs.
 soak: deps

@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "ShipLogKV", targets: ["ShipLogKV"]),
         .library(name: "ShipLogProtocol", targets: ["ShipLogProtocol"]),
         .library(name: "ShipLogReplication", targets: ["ShipLogReplication"]),
+        .library(name: "ShipLogFailover", targets: ["ShipLogFailover"]),
         .executable(name: "shiplog", targets: ["shiplog"]),
     ],
     targets: [
@@ -49,6 +50,8 @@ let package = Package(
         .target(
             name: "ShipLogReplication", dependencies: ["ShipLogStateMachine", "ShipLogProtocol", "CShipLogSupport"],
             swiftSettings: strict),
+        // Failover: leader election through a coordination service (etcd, ZooKeeper).
+        .target(name: "ShipLogFailover", dependencies: ["ShipLogReplication"], swiftSettings: strict),
         // Umbrella for embedders.
         .target(
             name: "ShipLog",
@@ -58,7 +61,7 @@ let package = Package(
             ],
             swiftSettings: strict),
         // The command-line tool.
-        .executableTarget(name: "shiplog", dependencies: ["ShipLog", "CLZ4"], swiftSettings: strict),
+        .executableTarget(name: "shiplog", dependencies: ["ShipLog", "ShipLogFailover", "CLZ4"], swiftSettings: strict),
         // Test-only: fault-injecting file systems.
         .target(name: "ShipLogTestSupport", dependencies: ["ShipLogStorage", "ShipLogReplication"], swiftSettings: strict),
 
@@ -68,6 +71,7 @@ let package = Package(
         .testTarget(name: "ShipLogKVTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogProtocolTests", dependencies: ["ShipLogProtocol"]),
         .testTarget(name: "ShipLogReplicationTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
+        .testTarget(name: "ShipLogFailoverTests", dependencies: ["ShipLogFailover"]),
         .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog", "ShipLogTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

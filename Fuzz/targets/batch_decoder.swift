@@ -39,7 +39,8 @@ func referenceHeaderDefect(_ b: UnsafeRawBufferPointer) -> String? {
     guard u32(4) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[8..<64])) else { return "headerChecksumMismatch" }
     guard u16(16) == 1 else { return "unsupportedVersion" }
     let flags = u16(18)
-    guard flags & 0xFFF0 == 0, flags & 0xF <= 1 else { return "unknownFlags" }
+    // Bit 4 (control batch) is valid only with codec 0 (docs/FORMAT.md 6.1).
+    guard flags & 0xFFE0 == 0, flags & 0xF <= 1, !(flags & 0x10 != 0 && flags & 0xF != 0) else { return "unknownFlags" }
     let recordCount = u32(20), stored = u32(24), uncompressed = u32(28)
     guard recordCount >= 1, recordCount <= FormatLimits.recordsPerBatchMax else { return "recordCountOutOfRange" }
     guard Int(uncompressed) <= FormatLimits.batchUncompressedBytesMax, Int(stored) <= FormatLimits.batchStoredBytesMax,
@@ -224,7 +225,15 @@ func checkRecords(_ batch: Batch) {
         let minimalSize = iterated.reduce(0) { $0 + minimalVarintLength($1.count) + $1.count }
         require(builder.uncompressedByteCount == minimalSize && minimalSize < expected, "rebuilt block size")
     }
-    var encoded = builder.encode(codec: h.codec)
+    // A control batch is rebuilt from its control records (it is stored raw, flag set).
+    var encoded: EncodedBatch
+    if h.isControl {
+        guard let controls = try? batch.controlRecords() else { return }
+        encoded = EncodedBatch.control(controls)
+        guard encoded.bytes.count == batch.bytes.count else { return }  // non-canonical control records
+    } else {
+        encoded = builder.encode(codec: h.codec)
+    }
     let sealed = encoded.seal(
         baseLSN: h.baseLSN, epoch: h.epoch, previousBatchCRC: h.previousBatchCRC, syncedThrough: h.syncedThrough,
         timestamp: h.timestamp)

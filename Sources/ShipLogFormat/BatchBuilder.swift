@@ -118,14 +118,39 @@ public struct EncodedBatch: Sendable {
     public let recordCount: UInt32
     public let uncompressedLength: UInt32
     public let payloadCRC: UInt32
+    /// The records of a control batch (``control(_:)``), in order; empty for a batch of
+    /// application records. The log checks them against its state before it assigns LSNs.
+    public let controlRecords: [ControlRecord]
 
-    init(bytes: [UInt8], codec: CompressionCodec, recordCount: UInt32, uncompressedLength: UInt32, payloadCRC: UInt32) {
+    init(
+        bytes: [UInt8], codec: CompressionCodec, recordCount: UInt32, uncompressedLength: UInt32, payloadCRC: UInt32,
+        controlRecords: [ControlRecord] = []
+    ) {
         self.bytes = bytes
         self.codec = codec
         self.recordCount = recordCount
         self.uncompressedLength = uncompressedLength
         self.payloadCRC = payloadCRC
+        self.controlRecords = controlRecords
     }
+
+    /// A control batch (docs/FORMAT.md section 20) holding `records`, stored raw (codec none)
+    /// with the control flag set. It is sealed, assigned and replicated like any batch.
+    public static func control(_ records: [ControlRecord]) -> EncodedBatch {
+        precondition(!records.isEmpty, "a control batch holds at least one record")
+        var builder = BatchBuilder(capacity: records.count * (ControlRecord.byteCountMax + 1))
+        for record in records {
+            // A control record is far below every batch limit: appending cannot fail.
+            do { try builder.append(record.encoded()) } catch { preconditionFailure("control record: \(error)") }
+        }
+        let plain = builder.encode(codec: .none)
+        return EncodedBatch(
+            bytes: plain.bytes, codec: .none, recordCount: plain.recordCount,
+            uncompressedLength: plain.uncompressedLength, payloadCRC: plain.payloadCRC, controlRecords: records)
+    }
+
+    /// Whether this is a control batch.
+    public var isControl: Bool { !controlRecords.isEmpty }
 
     /// Header and payload, in bytes.
     public var byteCount: Int { bytes.count }
@@ -138,7 +163,7 @@ public struct EncodedBatch: Sendable {
         var header = BatchHeader(
             payloadCRC: payloadCRC, previousBatchCRC: previousBatchCRC, codec: codec, recordCount: recordCount,
             storedLength: UInt32(bytes.count - BatchHeader.byteCount), uncompressedLength: uncompressedLength,
-            baseLSN: baseLSN, epoch: epoch, syncedThrough: syncedThrough, timestamp: timestamp)
+            baseLSN: baseLSN, epoch: epoch, syncedThrough: syncedThrough, timestamp: timestamp, isControl: isControl)
         bytes.withUnsafeMutableBytes { _ = header.encode(into: $0) }
         return header
     }

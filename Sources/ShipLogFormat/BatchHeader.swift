@@ -9,7 +9,7 @@
 /// |      8 |    4 | payloadCRC         | CRC32C of the stored payload                                   |
 /// |     12 |    4 | previousBatchCRC   | batchCRC of the batch before this one in the log (0: none)     |
 /// |     16 |    2 | version            | 1                                                              |
-/// |     18 |    2 | flags              | bits 0-3 codec (0 none, 1 lz4); bits 4-15 zero                 |
+/// |     18 |    2 | flags              | bits 0-3 codec (0 none, 1 lz4); bit 4 control; bits 5-15 zero  |
 /// |     20 |    4 | recordCount        | records in the batch, >= 1                                     |
 /// |     24 |    4 | storedLength       | payload bytes that follow the header                           |
 /// |     28 |    4 | uncompressedLength | bytes of the record block once decompressed                    |
@@ -24,6 +24,13 @@ public struct BatchHeader: Hashable, Sendable {
     public static let currentVersion: UInt16 = 1
     /// The first byte covered by ``batchCRC``.
     public static let crcCoverageStart = 8
+    /// Flags bit 4: the batch is a control batch (its records are ``ControlRecord``s, stored
+    /// raw). See docs/FORMAT.md section 20.
+    public static let controlFlag: UInt16 = 0x0010
+    /// Flags bits 0-3: the codec.
+    public static let codecFlagsMask: UInt16 = 0x000F
+    /// Flag bits version 1 defines; any other set bit is `unknownFlags`.
+    public static let knownFlagsMask: UInt16 = codecFlagsMask | controlFlag
 
     /// CRC32C of header bytes 8..<64; through ``payloadCRC`` it commits to the whole batch.
     public var batchCRC: UInt32
@@ -34,6 +41,9 @@ public struct BatchHeader: Hashable, Sendable {
     public var previousBatchCRC: UInt32
     /// How the record block is stored.
     public var codec: CompressionCodec
+    /// Whether this is a control batch: its records are the engine's ``ControlRecord``s, not
+    /// application records (flags bit 4). Control batches are always stored raw.
+    public var isControl: Bool
     /// Records in the batch (>= 1).
     public var recordCount: UInt32
     /// Payload bytes following the header.
@@ -53,12 +63,13 @@ public struct BatchHeader: Hashable, Sendable {
     public init(
         payloadCRC: UInt32, previousBatchCRC: UInt32, codec: CompressionCodec, recordCount: UInt32,
         storedLength: UInt32, uncompressedLength: UInt32, baseLSN: LSN, epoch: Epoch, syncedThrough: LSN,
-        timestamp: UInt64
+        timestamp: UInt64, isControl: Bool = false
     ) {
         self.batchCRC = 0
         self.payloadCRC = payloadCRC
         self.previousBatchCRC = previousBatchCRC
         self.codec = codec
+        self.isControl = isControl
         self.recordCount = recordCount
         self.storedLength = storedLength
         self.uncompressedLength = uncompressedLength
@@ -72,17 +83,20 @@ public struct BatchHeader: Hashable, Sendable {
     public var lsnRange: LSNRange { LSNRange(first: baseLSN, count: recordCount) }
     /// The header and payload together, in bytes.
     public var batchByteCount: Int { Self.byteCount + Int(storedLength) }
+    /// The flags field as stored: the codec in bits 0-3, ``controlFlag`` when a control batch.
+    public var flags: UInt16 { codec.rawValue | (isControl ? Self.controlFlag : 0) }
 
     /// Writes the header into the first 64 bytes of `buffer`, computing and storing ``batchCRC``.
     @discardableResult
     public mutating func encode(into buffer: UnsafeMutableRawBufferPointer) -> UInt32 {
         precondition(buffer.count >= Self.byteCount)
         precondition(recordCount >= 1 && Int(storedLength) <= FormatLimits.batchStoredBytesMax)
+        precondition(!isControl || codec == .none, "control batches are stored raw")
         buffer.writeLittleEndian(Self.magic, at: 0)
         buffer.writeLittleEndian(payloadCRC, at: 8)
         buffer.writeLittleEndian(previousBatchCRC, at: 12)
         buffer.writeLittleEndian(Self.currentVersion, at: 16)
-        buffer.writeLittleEndian(codec.rawValue, at: 18)
+        buffer.writeLittleEndian(flags, at: 18)
         buffer.writeLittleEndian(recordCount, at: 20)
         buffer.writeLittleEndian(storedLength, at: 24)
         buffer.writeLittleEndian(uncompressedLength, at: 28)
@@ -108,7 +122,11 @@ public struct BatchHeader: Hashable, Sendable {
         let version: UInt16 = bytes.readLittleEndian(at: 16)
         guard version == currentVersion else { return .invalid(.unsupportedVersion(version)) }
         let flags: UInt16 = bytes.readLittleEndian(at: 18)
-        guard flags & 0xFFF0 == 0, let codec = CompressionCodec(rawValue: flags & 0x000F) else {
+        let isControl = flags & controlFlag != 0
+        // Control batches are stored raw: a control flag with a codec is no defined combination.
+        guard flags & ~knownFlagsMask == 0, let codec = CompressionCodec(rawValue: flags & codecFlagsMask),
+            !isControl || codec == .none
+        else {
             return .invalid(.unknownFlags(flags))
         }
         var header = BatchHeader(
@@ -116,7 +134,7 @@ public struct BatchHeader: Hashable, Sendable {
             codec: codec, recordCount: bytes.readLittleEndian(at: 20), storedLength: bytes.readLittleEndian(at: 24),
             uncompressedLength: bytes.readLittleEndian(at: 28), baseLSN: LSN(bytes.readLittleEndian(at: 32)),
             epoch: Epoch(bytes.readLittleEndian(at: 40)), syncedThrough: LSN(bytes.readLittleEndian(at: 48)),
-            timestamp: bytes.readLittleEndian(at: 56))
+            timestamp: bytes.readLittleEndian(at: 56), isControl: isControl)
         header.batchCRC = stored
         if let defect = header.rangeDefect { return .invalid(defect) }
         return .header(header)

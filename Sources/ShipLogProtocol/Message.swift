@@ -25,6 +25,8 @@ public enum Message: Hashable, Sendable {
     case statusResponse(StatusResponse)
     case queryRequest(QueryRequest)
     case queryResponse(QueryResponse)
+    case promoteRequest(PromoteRequest)
+    case promoteResponse(PromoteResponse)
 
     /// The type code the message travels under.
     public var type: MessageType {
@@ -48,6 +50,8 @@ public enum Message: Hashable, Sendable {
         case .statusResponse: .statusResponse
         case .queryRequest: .queryRequest
         case .queryResponse: .queryResponse
+        case .promoteRequest: .promoteRequest
+        case .promoteResponse: .promoteResponse
         }
     }
 
@@ -86,6 +90,8 @@ public enum Message: Hashable, Sendable {
         case .statusResponse(let m): try Self.encode(m, as: .statusResponse)
         case .queryRequest(let m): try Self.encode(m, as: .queryRequest)
         case .queryResponse(let m): try Self.encode(m, as: .queryResponse)
+        case .promoteRequest(let m): try Self.encode(m, as: .promoteRequest)
+        case .promoteResponse(let m): try Self.encode(m, as: .promoteResponse)
         }
     }
 
@@ -117,6 +123,8 @@ public enum Message: Hashable, Sendable {
         case .statusResponse(let m): try m.validate()
         case .queryRequest(let m): try m.validate()
         case .queryResponse(let m): try m.validate()
+        case .promoteRequest(let m): try m.validate()
+        case .promoteResponse(let m): try m.validate()
         }
     }
 
@@ -148,6 +156,8 @@ public enum Message: Hashable, Sendable {
         case .statusResponse: .statusResponse(try read(StatusResponse.self, frame))
         case .queryRequest: .queryRequest(try read(QueryRequest.self, frame))
         case .queryResponse: .queryResponse(try read(QueryResponse.self, frame))
+        case .promoteRequest: .promoteRequest(try read(PromoteRequest.self, frame))
+        case .promoteResponse: .promoteResponse(try read(PromoteResponse.self, frame))
         }
     }
 

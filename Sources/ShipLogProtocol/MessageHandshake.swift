@@ -271,6 +271,9 @@ extension Message {
             /// operation, a result over ``ProtocolLimits/queryResultBytesMax``, no state machine
             /// to ask); the failure's text says why.
             case queryFailed
+            /// 16: the node cannot take the role asked for (a PromoteRequest to the primary, or
+            /// to a node that is shutting down); the text says why.
+            case roleChangeRefused
 
             public var code: UInt16 {
                 switch self {
@@ -289,6 +292,7 @@ extension Message {
                 case .overloaded: 13
                 case .internalError: 14
                 case .queryFailed: 15
+                case .roleChangeRefused: 16
                 }
             }
 
@@ -309,6 +313,7 @@ extension Message {
                 case .overloaded: "overloaded"
                 case .internalError: "internal error"
                 case .queryFailed: "query failed"
+                case .roleChangeRefused: "role change refused"
                 }
             }
         }
@@ -339,7 +344,7 @@ extension Message {
                     throw MessageCheck.invalid(type, "detail", "held range \(first) ... \(last) needs 1 <= first <= last + 1")
                 }
             case .wrongCluster, .authFailed, .shuttingDown, .protocolViolation, .commitUnavailable, .logFailed, .overloaded,
-                .internalError, .queryFailed:
+                .internalError, .queryFailed, .roleChangeRefused:
                 break
             }
             try MessageCheck.text(text, type, "text")
@@ -367,7 +372,7 @@ extension Message {
                 writer.lsn(first)
                 writer.lsn(last)
             case .wrongCluster, .authFailed, .shuttingDown, .protocolViolation, .commitUnavailable, .logFailed, .overloaded,
-                .internalError, .queryFailed:
+                .internalError, .queryFailed, .roleChangeRefused:
                 break
             }
             writer.text(text)
@@ -398,6 +403,7 @@ extension Message {
             case 13: reason = .overloaded
             case 14: reason = .internalError
             case 15: reason = .queryFailed
+            case 16: reason = .roleChangeRefused
             default: throw reader.invalid("code", "unknown failure code \(code)")
             }
             let text = try reader.text("text", bytes: 0...ProtocolLimits.reasonBytesMax)

@@ -45,6 +45,10 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case queryRequest = 0x26
     /// Node → client: the query's result and the applied LSN it reflects, or why not.
     case queryResponse = 0x27
+    /// Operator → a follower: become the primary of a new epoch.
+    case promoteRequest = 0x28
+    /// The node → operator: promoted (the new epoch and its first LSN), or why not.
+    case promoteResponse = 0x29
 
     /// The name used in docs/PROTOCOL.md and in error descriptions.
     public var name: String {
@@ -68,6 +72,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .statusResponse: "StatusResponse"
         case .queryRequest: "QueryRequest"
         case .queryResponse: "QueryResponse"
+        case .promoteRequest: "PromoteRequest"
+        case .promoteResponse: "PromoteResponse"
         }
     }
 

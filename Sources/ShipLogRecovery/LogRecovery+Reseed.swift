@@ -6,8 +6,8 @@ extension LogRecovery {
     public static let quarantineLabelBytesMax = 128
 
     /// Empties a follower's log so that it continues from a checkpoint (PROTOCOL.md
-    /// section 7.6): every segment file, and any leftover temporary segment file, moves into
-    /// `quarantine/<quarantineLabel>/` (nothing is deleted), then an empty segment whose header
+    /// section 7.6): every segment file, any leftover temporary segment file and the epoch
+    /// history move into `quarantine/<quarantineLabel>/` (nothing is deleted), then an empty segment whose header
     /// holds `baseLSN`, `previousBatchCRC`, `epoch` and `createdAt` is created durably
     /// (temporary name, header, preallocation, fdatasync, rename, directory fsync).
     ///
@@ -46,6 +46,13 @@ extension LogRecovery {
         for name in temporaries {
             _ = try quarantine.moveSegment(named: name, reason: reason)
             moved.append(name)
+        }
+        // The old log's epoch history goes with it (before its segments: a crash then leaves
+        // the old log without a history, which opening rebuilds); the new log's starts with
+        // its first batch.
+        if fileSystem.fileExists(at: directory.appending(EpochHistoryFile.fileName)) {
+            _ = try quarantine.moveSegment(named: EpochHistoryFile.fileName, reason: reason)
+            moved.append(EpochHistoryFile.fileName)
         }
         let header = SegmentHeader(previousBatchCRC: previousBatchCRC, baseLSN: baseLSN, epoch: epoch, createdAt: createdAt)
         let finalName = SegmentName.fileName(baseLSN: baseLSN)

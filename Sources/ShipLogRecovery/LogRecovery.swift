@@ -35,10 +35,36 @@ public enum LogRecovery {
     ) throws(LogError) -> (log: Log, report: RecoveryReport) {
         let started = ContinuousClock.now
         try options.validate()
+        let options = withEpochHistoryNames(options)
         var report = RecoveryReport()
         report.mode = mode
         try prepareDirectory(directory, fileSystem: fileSystem)
         let directoryLock = try lockDirectory(directory, fileSystem: fileSystem)
+        let recovered = try recoverLocked(
+            directory: directory, options: options, fileSystem: fileSystem, mode: mode, report: &report)
+        let log = try Log(
+            directory: directory, fileSystem: fileSystem, options: options, recovered: recovered,
+            directoryLock: directoryLock)
+        report.duration = ContinuousClock.now - started
+        return (log, report)
+    }
+
+    /// `options` with the epoch history's file names among the auxiliary names, so that
+    /// recovery leaves them alone.
+    static func withEpochHistoryNames(_ options: LogOptions) -> LogOptions {
+        var options = options
+        options.auxiliaryNames.insert(EpochHistoryFile.fileName)
+        options.auxiliaryNames.insert(EpochHistoryFile.temporaryFileName)
+        return options
+    }
+
+    /// Recovery proper, with the directory's `LOCK` held: the segments (docs/RECOVERY.md
+    /// section 2), the last one made durable, then the epoch history reconciled with them
+    /// (section 11).
+    static func recoverLocked(
+        directory: FilePath, options: LogOptions, fileSystem: any FileSystem, mode: RecoveryMode,
+        report: inout RecoveryReport
+    ) throws(LogError) -> RecoveredLog {
         var recovery = Recovery(
             directory: directory, fileSystem: fileSystem, options: options, mode: mode, report: report)
         let segments = try recovery.run()
@@ -53,11 +79,9 @@ public enum LogRecovery {
         }
         report.firstLSN = segments.first.map { $0.file.baseLSN }
         report.lastLSN = segments.last.map { $0.lastLSN }.flatMap { $0 == .zero ? nil : $0 }
-        let log = try Log(
-            directory: directory, fileSystem: fileSystem, options: options,
-            recovered: RecoveredLog(segments: segments, epoch: options.epoch), directoryLock: directoryLock)
-        report.duration = ContinuousClock.now - started
-        return (log, report)
+        let history = try reconcileEpochHistory(
+            segments: segments, directory: directory, fileSystem: fileSystem, mode: mode, report: &report)
+        return RecoveredLog(segments: segments, epoch: options.epoch, epochHistory: history)
     }
 
     /// Bytes compared per step when checking the last segment against the disk.

@@ -25,6 +25,12 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
     public var footersRebuilt: [String] = []
     /// Bytes and files moved into `quarantine/` (torn tails in strict mode; every cut in salvage).
     public var quarantined: [Quarantined] = []
+    /// The epoch history was missing (or, in salvage mode, damaged) while the log held
+    /// batches, and was rebuilt from the batches' epochs (docs/RECOVERY.md section 11).
+    public var epochHistoryRebuilt = false
+    /// Epoch history entries dropped because their first batch is not in the recovered log
+    /// (never written, torn, or cut).
+    public var epochHistoryDropped: [EpochStart] = []
     /// Things worth an operator's attention that did not stop the open.
     public var warnings: [String] = []
     /// First and last LSN of the recovered log (`nil` when empty).
@@ -81,6 +87,10 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
             lines.append("moved \(item.bytes) bytes of \(item.from) from byte \(item.offset) to \(item.name): \(item.reason)")
         }
         for name in removedTemporaryFiles { lines.append("removed leftover \(name)") }
+        if epochHistoryRebuilt { lines.append("rebuilt the epoch history from the batches' epochs") }
+        for entry in epochHistoryDropped {
+            lines.append("dropped epoch history entry \(entry): its first batch is not in the log")
+        }
         for warning in warnings { lines.append("warning: \(warning)") }
         for name in unrecognizedFiles { lines.append("ignored unrecognized file \(name)") }
         return lines.joined(separator: "\n")

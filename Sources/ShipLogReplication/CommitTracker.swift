@@ -57,6 +57,8 @@ final class CommitTracker: @unchecked Sendable {
     private var waiting: [Pending] = []
     private var degradedLevel: CommitLevel?
     private var newestAssigned = LSN.zero
+    /// Set while the node is fenced: nothing is confirmed.
+    private var abandoned = false
     /// When the timer thread wakes next (monotonic ns): a new waiter with a later deadline
     /// need not wake it.
     private var timerWakeAt: UInt64 = 0
@@ -93,6 +95,21 @@ final class CommitTracker: @unchecked Sendable {
             }
         }
     }
+
+    /// Ends every waiting append as timed out at once (the primary was fenced: it must not
+    /// confirm anything more).
+    func abandonWaiting() {
+        let ended: [(Pending, LSNRange)] = lock.withLock {
+            abandoned = true
+            let ended = waiting.compactMap { pending in pending.range.map { (pending, $0) } }
+            waiting.removeAll()
+            return ended
+        }
+        for (pending, range) in ended { finish(pending, .timedOut(range)) }
+    }
+
+    /// Confirms commit levels again (the node holds the leader lease again, or was promoted).
+    func resume() { lock.withLock { abandoned = false } }
 
     // MARK: Followers
 
@@ -181,6 +198,7 @@ final class CommitTracker: @unchecked Sendable {
     private func outcomeIfReady(_ pending: Pending) -> CommitOutcome? {
         guard !pending.done, let range = pending.range, let local = pending.local else { return nil }
         if case .failure(let error) = local { return .failed(error) }
+        if abandoned { return .timedOut(range) }
         if isMet(pending.level, through: range.last) { return .committed(range, pending.epoch) }
         if degradedLevel != nil && pending.level != .local {
             degradedCount += 1

@@ -10,7 +10,10 @@ import ShipLogStorage
 final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
     // @unchecked: every var is guarded by `lock`.
     private let node: ReplicaNode<Machine>
-    let primary: Endpoint
+    /// The primary followed now (guarded by `lock`): it changes when a node answers
+    /// `notPrimary` with the new primary's address, or when the peers name another one.
+    private var target: Endpoint
+    var primary: Endpoint { lock.withLock { target } }
     private let lock = ConditionLock()
     private var stopping = false
     private var connection: (any Connection)?
@@ -19,16 +22,19 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
     private var primaryWritten = LSN.zero
     private var error: String?
     private var reseeds: UInt64 = 0
+    private var rejoins: UInt64 = 0
 
     init(node: ReplicaNode<Machine>, primary: Endpoint) {
         self.node = node
-        self.primary = primary
+        self.target = primary
     }
 
     var isConnected: Bool { lock.withLock { connected } }
     var primaryWrittenLSN: LSN { lock.withLock { primaryWritten } }
     var lastError: String? { lock.withLock { error } }
     var reseedCount: UInt64 { lock.withLock { reseeds } }
+    /// Times this follower truncated a divergent suffix to rejoin its primary.
+    var rejoinCount: UInt64 { lock.withLock { rejoins } }
 
     func start() {
         let thread = OwnedThread.start(name: "shiplog-follow") { [self] in run() }
@@ -52,12 +58,29 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
     /// failures; a session that got as far as streaming resets the backoff.
     private func run() {
         var backoff = node.options.reconnectBackoffMin
+        var failures = 0
         while !isStopping {
             var streamed = false
+            var retryNow = false
             do throws(ReplicationError) {
                 try session(streamed: &streamed)
             } catch {
                 lock.withLock { self.error = "\(error)" }
+                if case .refused(_, let failure) = error, case .notPrimary(let address) = failure.reason, let hint = Endpoint(address) {
+                    retarget(hint)
+                    retryNow = true
+                }
+                if case .refused(_, let failure) = error, case .diverged(let lsn, let crc) = failure.reason {
+                    // Rejoin: cut this log back to where the primary's history agrees, then
+                    // reconnect at once.
+                    do throws(ReplicationError) {
+                        try rejoin(divergedAt: lsn, batchCRC: crc)
+                        backoff = node.options.reconnectBackoffMin
+                        retryNow = true
+                    } catch {
+                        lock.withLock { self.error = "rejoin failed: \(error)" }
+                    }
+                }
             }
             lock.withLock {
                 connected = false
@@ -67,7 +90,14 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
                 lock.withLock { self.error = "the follower's log stopped: \(node.host?.log.failure.map { "\($0)" } ?? "")" }
                 return
             }
+            if retryNow { continue }
+            failures = streamed ? 0 : failures + 1
             if streamed { backoff = node.options.reconnectBackoffMin }
+            if failures >= 2, !node.options.peers.isEmpty, let found = findPrimary() {
+                retarget(found)
+                failures = 0
+                continue
+            }
             let jitter = Double.random(in: 0.5...1.0)
             let wait = backoff * jitter
             lock.withLock {
@@ -165,6 +195,67 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
             }
             stream.advance(past: batch.header)
         }
+    }
+
+    /// Follows `endpoint` from now on (the node's role names it too).
+    private func retarget(_ endpoint: Endpoint) {
+        lock.withLock { target = endpoint }
+        node.lock.withLock {
+            if case .follower = node.currentRole { node.currentRole = .follower(primary: endpoint) }
+        }
+    }
+
+    /// Asks the configured peers (and the current target) which one is the primary of the
+    /// highest epoch; nil when none answers as primary.
+    private func findPrimary() -> Endpoint? {
+        var options = ClientOptions(nodeID: node.options.nodeID, secret: node.options.secret)
+        options.clusterID = node.options.clusterID
+        options.connectTimeout = node.options.handshakeTimeout
+        options.knownEpoch = node.host?.log.epoch ?? Epoch(0)
+        var candidates = node.options.peers
+        let current = primary
+        if !candidates.contains(current) { candidates.append(current) }
+        guard let client = ReplicationClient.connectToPrimary(among: candidates, options: options, network: node.network) else { return nil }
+        defer { client.close() }
+        return client.endpoint == current ? nil : client.endpoint
+    }
+
+    /// Truncates this follower's log after the last batch boundary it shares with the primary
+    /// (moving the rest to `quarantine/rejoin-...`, never deleting it): `lsn` when this log's
+    /// batch ending there has `batchCRC` (KIP-279's divergence point), else one batch further
+    /// back (the next handshake narrows it down again). With nothing left in common the log
+    /// starts over empty and the primary streams it from LSN 1 or re-seeds it.
+    private func rejoin(divergedAt lsn: LSN, batchCRC crc: UInt32) throws(ReplicationError) {
+        guard let log = node.host?.log else { throw .shutDown }
+        let keep: LSN
+        do {
+            if lsn > .zero, let mine = try log.batchCRC(endingAt: lsn), mine == crc {
+                keep = lsn
+            } else if lsn > .zero, let earlier = try log.lastBatchBoundary(atOrBefore: min(lsn, log.writtenLSN).predecessor) {
+                keep = earlier.lsn
+            } else {
+                keep = .zero
+            }
+        } catch {
+            throw .log(error)
+        }
+        let firstKept = log.firstLSN.predecessor
+        let label = "rejoin-\(keep)-\(wallClockNanoseconds())"
+        let directory = node.directory
+        let fileSystem = node.fileSystem
+        let options = node.stateMachineOptions.log
+        try node.replaceHost { () throws(LogError) in
+            // Checkpoints first: a checkpoint must never cover records the log no longer has.
+            try CheckpointStore(logDirectory: directory, fileSystem: fileSystem).removeCheckpoints(after: keep)
+            if keep >= firstKept {
+                _ = try LogRecovery.truncate(directory: directory, fileSystem: fileSystem, after: keep, quarantineLabel: label, options: options)
+            } else {
+                try LogRecovery.resetForReseed(
+                    directory: directory, fileSystem: fileSystem, startingAt: .first, previousBatchCRC: 0, epoch: .initial,
+                    createdAt: wallClockNanoseconds(), quarantineLabel: label, options: options)
+            }
+        }
+        lock.withLock { rejoins += 1 }
     }
 
     /// Replaces this follower's log and state with the checkpoint received, keeping the old

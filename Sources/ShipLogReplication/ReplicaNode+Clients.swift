@@ -57,6 +57,7 @@ struct ClientSession<Machine: QueryableStateMachine>: Sendable {
             case .statusRequest(let request):
                 reply(.statusResponse(Message.StatusResponse(requestID: request.requestID, json: node.statusJSON())))
             case .queryRequest(let request): query(request, reply: reply)
+            case .promoteRequest(let request): promote(request, reply: reply)
             default:
                 outbound.enqueue(.error(Message.Failure(.protocolViolation, text: "a client may not send \(message.type.name)")))
                 return
@@ -73,8 +74,8 @@ struct ClientSession<Machine: QueryableStateMachine>: Sendable {
             reply(.appendResponse(Message.AppendResponse(requestID: id, outcome: .failed(Message.Failure(reason, text: text)))))
         }
         guard node.isPrimary else { return fail(.notPrimary(primaryAddress: node.primaryAddressHint), "this node is a follower") }
-        let (stopping, fenced) = node.lock.withLock { (node.stopping, node.fencedBy) }
-        if let fenced { return fail(.notPrimary(primaryAddress: ""), "a node of epoch \(fenced) has replaced this primary") }
+        let stopping = node.lock.withLock { node.stopping }
+        if let fenced = node.fencing { return fail(.notPrimary(primaryAddress: ""), "this primary is fenced: \(fenced)") }
         if stopping { return fail(.shuttingDown, "the primary is shutting down") }
         guard let host = node.host else { return fail(.shuttingDown, "the primary is closing") }
         let level = request.commitLevel ?? node.options.defaultCommitLevel
@@ -163,6 +164,19 @@ struct ClientSession<Machine: QueryableStateMachine>: Sendable {
         }
         let last = max(log.writtenLSN, batches.last?.lsnRange.last ?? .zero)
         return .readResponse(Message.ReadResponse(requestID: id, outcome: .batches(lastLSN: last, batches)))
+    }
+
+    // MARK: Promotion
+
+    private func promote(_ request: Message.PromoteRequest, reply: @escaping @Sendable (Message) -> Void) {
+        let outcome: Message.PromoteResponse.Outcome
+        do {
+            let (epoch, first) = try node.promote(minimumEpoch: request.minimumEpoch)
+            outcome = .promoted(epoch: epoch, firstLSN: first)
+        } catch {
+            outcome = .failed(Message.Failure(.roleChangeRefused, text: "\(error)"))
+        }
+        reply(.promoteResponse(Message.PromoteResponse(requestID: request.requestID, outcome: outcome)))
     }
 
     // MARK: Queries

@@ -64,7 +64,7 @@ extension ReplicaNode {
         // confirmed from it (positions only move forward from what statuses report). A new
         // slot starts there, holding back what the follower will ask for next.
         tracker.followerConnected(peer.nodeID, positions: FollowerPositions())
-        slots?.create(peer.nodeID, at: min(peer.lastLSN, host.log.writtenLSN))
+        slots.create(peer.nodeID, at: min(peer.lastLSN, host.log.writtenLSN))
         let fileSystem = fileSystem
         let shipper = OwnedThread.start(name: "shiplog-ship") {
             stream.ship(start: streamStart, log: host.log, fileSystem: fileSystem)
@@ -76,7 +76,7 @@ extension ReplicaNode {
         lock.withLock {
             if streams[peer.nodeID] === stream { streams[peer.nodeID] = nil }
         }
-        slots?.persist()
+        slots.persist()
     }
 
     /// Reads FollowerStatus and SnapshotAck until the connection ends.
@@ -92,11 +92,11 @@ extension ReplicaNode {
             case .followerStatus(let status):
                 stream.acknowledge(written: status.writtenLSN, flushed: status.flushedLSN)
                 tracker.followerReported(stream.nodeID, written: status.writtenLSN, flushed: status.flushedLSN, applied: status.appliedLSN)
-                slots?.record(stream.nodeID, durableThrough: status.flushedLSN)
+                slots.record(stream.nodeID, durableThrough: status.flushedLSN)
                 let now = monotonicNanoseconds()
                 if now &- lastHoldRefresh > 1_000_000_000 {
                     lastHoldRefresh = now
-                    slots?.persist()
+                    slots.persist()
                     refreshRetentionHold()
                 }
             case .snapshotAck(let ack):
@@ -119,20 +119,26 @@ extension ReplicaNode {
         do throws(LogError) {
             let written = log.writtenLSN
             let first = log.firstLSN
-            if peer.lastLSN > written {
-                let boundary = try log.lastBatchBoundary(atOrBefore: written)
-                return .refuse(diverged(boundary, "the follower's log ends at LSN \(peer.lastLSN), after this primary's end \(written)"))
-            }
-            if peer.lastLSN.rawValue + 1 < first.rawValue {
+            if peer.lastLSN <= written, peer.lastLSN.rawValue + 1 < first.rawValue {
                 return try reseedStart(log: log, reason: "LSN \(peer.lastLSN.advanced(by: 1)) is before the first retained LSN \(first)")
             }
-            if let crc = try log.batchCRC(endingAt: peer.lastLSN) {
-                if crc == peer.lastBatchCRC { return .start(.log(from: peer.lastLSN.advanced(by: 1))) }
-                let boundary = try log.lastBatchBoundary(atOrBefore: peer.lastLSN)
-                return .refuse(diverged(boundary, "the batch ending at LSN \(peer.lastLSN) has batchCRC \(hex(crc)) here, \(hex(peer.lastBatchCRC)) on the follower"))
+            if peer.lastLSN <= written, let crc = try log.batchCRC(endingAt: peer.lastLSN), crc == peer.lastBatchCRC {
+                return .start(.log(from: peer.lastLSN.advanced(by: 1)))
             }
-            let boundary = try log.lastBatchBoundary(atOrBefore: peer.lastLSN)
-            return .refuse(diverged(boundary, "LSN \(peer.lastLSN) is not a batch boundary of this primary's log"))
+            // KIP-279: the histories can agree at most through the end, in this log, of the
+            // newest epoch the follower has; name the last batch boundary there. The follower
+            // truncates to it when its batch ending there has the same batchCRC, else walks back.
+            let epochEnd = log.epochEnd(atOrBefore: peer.epoch) ?? .zero
+            let boundary = try log.lastBatchBoundary(atOrBefore: min(peer.lastLSN, epochEnd, written))
+            let why: String
+            if peer.lastLSN > written {
+                why = "the follower's log ends at LSN \(peer.lastLSN), after this primary's end \(written)"
+            } else if let crc = try log.batchCRC(endingAt: peer.lastLSN) {
+                why = "the batch ending at LSN \(peer.lastLSN) has batchCRC \(hex(crc)) here, \(hex(peer.lastBatchCRC)) on the follower"
+            } else {
+                why = "LSN \(peer.lastLSN) is not a batch boundary of this primary's log"
+            }
+            return .refuse(diverged(boundary, "\(why); epoch \(peer.epoch) ends at LSN \(epochEnd) here"))
         } catch {
             throw .log(error)
         }

@@ -62,6 +62,7 @@ extension ReplicaNode {
             object.field("degraded_answers", tracker.degradedAnswers)
             let fenced = lock.withLock { fencedBy }
             if let fenced { object.field("fenced_by_epoch", fenced.rawValue) }
+            if let reason = fencing { object.field("fenced", reason) }
             let (followers, omitted) = followersJSON(written: log?.writtenLSN ?? .zero)
             object.raw("followers", followers)
             if omitted > 0 { object.field("followers_omitted", UInt64(omitted)) }
@@ -73,6 +74,7 @@ extension ReplicaNode {
                 object.field("primary_last_lsn", link.primaryWrittenLSN)
                 object.field("last_error", link.lastError ?? "")
                 object.field("reseeds", link.reseedCount)
+                object.field("rejoins", link.rejoinCount)
             }
             object.raw("followers", "[]")
         }
@@ -85,7 +87,7 @@ extension ReplicaNode {
     private func followersJSON(written: LSN) -> (json: String, omitted: Int) {
         let positions = tracker.followerPositions
         let streams = lock.withLock { self.streams }
-        let slotPositions = slots?.positions ?? [:]
+        let slotPositions = slots.positions
         let log = host?.log
         var items: [String] = []
         for nodeID in positions.keys.sorted() {

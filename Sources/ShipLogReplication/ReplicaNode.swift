@@ -31,13 +31,15 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     // @unchecked: mutable state is guarded by `lock`; the rest is immutable or thread-safe.
     public let directory: FilePath
     public let options: ReplicationOptions
-    public let role: ReplicaRole
+    /// The role the node was opened with; ``role`` is the current one.
+    public let initialRole: ReplicaRole
     let network: any Network
     let stateMachineOptions: StateMachineOptions
     let fileSystem: any FileSystem
     let makeMachine: @Sendable () -> Machine
     let tracker: CommitTracker
-    let slots: ReplicationSlots?
+    /// The replication slots of this node's time as primary (kept while it follows).
+    let slots: ReplicationSlots
     /// Waiting reads, all on one thread.
     private(set) var readWaiters: ReadWaiters!
     let lock = ConditionLock()
@@ -51,7 +53,10 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     var stopping = false
     /// A primary that learned of a newer epoch stops accepting appends (fencing).
     var fencedBy: Epoch?
+    /// Set when the node fenced itself (it lost or could not renew its leader lease).
+    var fencedReason: String?
     var link: FollowerLink<Machine>?
+    var currentRole: ReplicaRole
 
     /// Opens (recovering) the state machine in `directory` and starts the node: the listener
     /// on `listen` (if any) and, for a follower, the link to its primary.
@@ -63,7 +68,9 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
         try options.validate()
         self.directory = directory
         self.options = options
-        self.role = role
+        self.initialRole = role
+        self.currentRole = role
+        self.fencedReason = options.fencedAtStart ? "waiting for the leader election" : nil
         self.network = network
         var machineOptions = stateMachineOptions
         machineOptions.log.auxiliaryNames.insert(ReplicationSlots.fileName)
@@ -81,22 +88,14 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
             throw .log(error)
         }
         currentHost = host
-        if case .primary = role {
-            do {
-                let slots = try ReplicationSlots(directory: directory, fileSystem: fileSystem)
-                self.slots = slots
-                for (nodeID, lsn) in slots.positions {
-                    tracker.followerConnected(nodeID, positions: FollowerPositions(written: lsn, flushed: lsn, applied: .zero))
-                    tracker.followerDisconnected(nodeID)
-                }
-            } catch {
-                tracker.stop()
-                try? host.close()
-                throw error
-            }
-        } else {
-            slots = nil
+        do {
+            slots = try ReplicationSlots(directory: directory, fileSystem: fileSystem)
+        } catch {
+            tracker.stop()
+            try? host.close()
+            throw error
         }
+        if case .primary = role { loadSlotsIntoTracker() }
         readWaiters = ReadWaiters { [weak self] in self?.host?.log }
         do throws(ReplicationError) {
             if let listen { try startListening(on: listen) }
@@ -105,11 +104,7 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
             try? host.close()
             throw error
         }
-        if case .follower(let primary) = role {
-            let link = FollowerLink(node: self, primary: primary)
-            lock.withLock { self.link = link }
-            link.start()
-        }
+        if case .follower(let primary) = role { startLink(to: primary) }
         refreshRetentionHold()
     }
 
@@ -221,9 +216,21 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
             epoch: log?.epoch ?? .initial, lastLSN: log?.writtenLSN ?? .zero, lastBatchCRC: log?.lastBatchCRC ?? 0)
     }
 
+    /// The node's role now: promotion and demotion change it.
+    public var role: ReplicaRole { lock.withLock { currentRole } }
+
     var isPrimary: Bool {
         if case .primary = role { return true }
         return false
+    }
+
+    /// The followers of the replica set are the slots: known to the tracker (disconnected)
+    /// until they connect.
+    func loadSlotsIntoTracker() {
+        for (nodeID, lsn) in slots.positions {
+            tracker.followerConnected(nodeID, positions: FollowerPositions(written: lsn, flushed: lsn, applied: .zero))
+            tracker.followerDisconnected(nodeID)
+        }
     }
 
     /// Epoch fencing (docs/PROTOCOL.md 6.1), after authentication: a primary that hears of a
@@ -263,7 +270,7 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
             if pending.isEmpty { break }
             for thread in pending { thread.join() }
         }
-        slots?.persist()
+        slots.persist()
         let host = lock.withLock { () -> StateMachineHost<Machine>? in
             let host = currentHost
             currentHost = nil
@@ -277,7 +284,11 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     /// Holds back log retention for every replication slot, except slots further behind than
     /// `slotRetainedBytesMax` (their followers re-seed from a checkpoint).
     func refreshRetentionHold() {
-        guard let slots, let log = host?.log else { return }
+        guard let log = host?.log else { return }
+        guard isPrimary else {
+            log.setRetentionHold("replication", from: nil)
+            return
+        }
         let segments = log.segments
         var hold: LSN?
         for (_, lsn) in slots.positions {

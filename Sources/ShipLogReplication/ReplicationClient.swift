@@ -11,6 +11,9 @@ public struct ClientOptions: Sendable {
     public var connectTimeout: Duration = .seconds(5)
     /// A request waits at most this long for its answer beyond its own timeout.
     public var responseTimeout: Duration = .seconds(30)
+    /// The highest epoch this client has seen: primaries of older epochs are refused, and
+    /// newer ones fence older primaries when the client connects to them.
+    public var knownEpoch = Epoch(0)
     /// Requests in flight at most; ``ReplicationClient/submitAppend(_:level:timeout:completion:)``
     /// blocks the caller at the limit.
     public var requestsInFlightMax = 4096
@@ -18,6 +21,27 @@ public struct ClientOptions: Sendable {
     public init(nodeID: String, secret: SharedSecret) {
         self.nodeID = nodeID
         self.secret = secret
+    }
+}
+
+extension ReplicationClient {
+    /// Connects to every endpoint (in order) and returns a connection to the node that says it
+    /// is the primary of the highest epoch, or nil when none does. Used to find the primary
+    /// again after a failover (`shiplog append --server A,B,C`, a follower's peers).
+    public static func connectToPrimary(
+        among endpoints: [Endpoint], options: ClientOptions, network: any Network = TCPNetwork()
+    ) -> ReplicationClient? {
+        var best: ReplicationClient?
+        for endpoint in endpoints {
+            guard let client = try? ReplicationClient(connectingTo: endpoint, options: options, network: network) else { continue }
+            if client.role == .primary, client.epoch > (best?.epoch ?? Epoch(0)) || best == nil {
+                best?.close()
+                best = client
+            } else {
+                client.close()
+            }
+        }
+        return best
     }
 }
 
@@ -40,6 +64,8 @@ public final class ReplicationClient: @unchecked Sendable {
     /// The node's id and role as it announced them.
     public let nodeID: String
     public let role: Message.Role
+    /// The node's epoch as its handshake announced it.
+    public let epoch: Epoch
     private let connection: any Connection
     private let outbound: OutboundQueue
     private let options: ClientOptions
@@ -60,9 +86,16 @@ public final class ReplicationClient: @unchecked Sendable {
         do throws(ReplicationError) {
             peer = try Handshake.initiate(
                 identity: HandshakeIdentity(
-                    clusterID: options.clusterID, nodeID: options.nodeID, role: .client, epoch: Epoch(0), lastLSN: .zero,
+                    clusterID: options.clusterID, nodeID: options.nodeID, role: .client, epoch: options.knownEpoch, lastLSN: .zero,
                     lastBatchCRC: 0),
                 secret: options.secret, sender: sender, receiver: &receiver)
+            // Fencing (docs/PROTOCOL.md 6.1): a primary older than an epoch this client has
+            // seen has been replaced; its answers would be stale.
+            if peer.role == .primary && peer.epoch < options.knownEpoch {
+                sender.fail(Message.Failure(.staleEpoch(current: options.knownEpoch), text: "this client has seen epoch \(options.knownEpoch)"), refuse: true)
+                throw ReplicationError.handshakeFailed(
+                    peer: peer.address, reason: "\(peer.nodeID) is a primary of epoch \(peer.epoch), older than epoch \(options.knownEpoch) this client has seen")
+            }
         } catch {
             connection.close()
             throw error
@@ -72,6 +105,7 @@ public final class ReplicationClient: @unchecked Sendable {
         self.endpoint = endpoint
         self.nodeID = peer.nodeID
         self.role = peer.role
+        self.epoch = peer.epoch
         self.connection = connection
         self.options = options
         self.outbound = OutboundQueue(sender: sender, name: "shiplog-client-w")
@@ -190,6 +224,23 @@ public final class ReplicationClient: @unchecked Sendable {
         }
     }
 
+    /// Asks the node (a follower) to become the primary of a new epoch, at least
+    /// `minimumEpoch`. Returns the new epoch and the LSN of its epoch-start record.
+    public func promote(minimumEpoch: Epoch = Epoch(0)) throws(ReplicationError) -> (epoch: Epoch, firstLSN: LSN) {
+        try waiting { (completion: @escaping @Sendable (Result<(epoch: Epoch, firstLSN: LSN), ReplicationError>) -> Void) in
+            request(waiting: .seconds(30)) { id in .promoteRequest(Message.PromoteRequest(requestID: id, minimumEpoch: minimumEpoch)) } completion: { result in
+                completion(
+                    result.flatMap { message in
+                        guard case .promoteResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "PromoteResponse")) }
+                        switch response.outcome {
+                        case .promoted(let epoch, let first): return .success((epoch, first))
+                        case .failed(let failure): return .failure(.requestFailed(failure))
+                        }
+                    })
+            }
+        }
+    }
+
     /// Blocks until the completion passed to `start` runs.
     private func waiting<T: Sendable>(
         _ start: (@escaping @Sendable (Result<T, ReplicationError>) -> Void) -> Void
@@ -225,6 +276,7 @@ public final class ReplicationClient: @unchecked Sendable {
             case .readResponse(let m): id = m.requestID
             case .statusResponse(let m): id = m.requestID
             case .queryResponse(let m): id = m.requestID
+            case .promoteResponse(let m): id = m.requestID
             case .error(let failure), .refuse(let failure):
                 fail(with: .refused(peer: endpoint.description, failure))
                 return

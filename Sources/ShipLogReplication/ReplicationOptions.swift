@@ -54,6 +54,12 @@ public struct ReplicationOptions: Sendable {
     /// Requests one client connection may have in flight; the node stops reading from a
     /// connection that has this many unanswered.
     public var clientRequestsInFlightMax = 4096
+    /// The other nodes of the cluster: a follower that cannot reach its primary asks them which
+    /// one is the primary of the highest epoch (after a failover) and follows that one.
+    public var peers: [Endpoint] = []
+    /// A primary that starts fenced accepts no append until it is unfenced (a node run by a
+    /// leader election starts so, and is unfenced only once it holds the leader lease).
+    public var fencedAtStart = false
     /// How a follower syncs what it receives. `.immediate` (the default) makes `flush:K` mean
     /// fdatasynced on K followers.
     public var followerDurability: Durability = .immediate

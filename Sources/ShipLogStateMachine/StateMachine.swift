@@ -16,7 +16,9 @@ public protocol StateMachine: AnyObject, SendableMetatype {
     static var snapshotKind: String { get }
 
     /// Applies one record. Must be deterministic: the same records in the same order give the
-    /// same state. Throwing stops the host (the record is not applied).
+    /// same state. Throwing stops the host (the record is not applied). LSNs ascend but are
+    /// not always consecutive: the LSNs of control batches (docs/FORMAT.md section 20), which
+    /// the machine never sees, are skipped.
     func apply(_ record: UnsafeRawBufferPointer, at lsn: LSN) throws(StateMachineError)
 
     /// Applies records read back from the log while recovering, in LSN order, many at a time.

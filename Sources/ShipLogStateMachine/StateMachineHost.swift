@@ -114,7 +114,8 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
     static var replayWindowRecords: Int { 1 << 19 }
     static var replayWindowBytes: Int { 64 << 20 }
 
-    /// Newest valid checkpoint, then every record after it.
+    /// Newest valid checkpoint, then every record after it. Control batches are skipped
+    /// (``Log/forEachRecord(from:through:_:)``): the machine never sees them.
     private static func restore(
         machine: Machine, log: Log, checkpoints: CheckpointStore, report: inout StateMachineRecoveryReport
     ) throws(LogError) {
@@ -241,10 +242,46 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
         return range
     }
 
+    /// Appends a control batch holding `records` (docs/FORMAT.md section 20), such as the
+    /// epoch-start record a promoted primary writes first in its epoch. The machine never sees
+    /// control records; ``appliedLSN`` moves past them. `completion` runs on the log's I/O
+    /// thread when `durability` is reached.
+    /// - Throws: ``LogError/invalidArgument(_:)`` for no records, or records that do not fit
+    ///   the log (an epochStart of another epoch than the log's); the log's errors.
+    @discardableResult
+    public func submitControl(
+        _ records: [ControlRecord], durability: Durability,
+        completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
+    ) throws(LogError) -> LSNRange {
+        guard !records.isEmpty else { throw .invalidArgument("a control batch must hold at least one record") }
+        let encoded = EncodedBatch.control(records)
+        let (range, checkpointDue) = try state.withLock { (host) throws(LogError) -> (LSNRange, Bool) in
+            let range = try log.submit(encoded, durability: durability, completion: completion)
+            host.appliedLSN = range.last
+            return (range, Self.countTowardsCheckpoint(Int64(encoded.byteCount), host: &host, options: options))
+        }
+        if checkpointDue { startAutomaticCheckpoint() }
+        return range
+    }
+
+    /// ``submitControl(_:durability:completion:)``, waiting for `durability`.
+    @discardableResult
+    public func appendControl(_ records: [ControlRecord], durability: Durability = .immediate) throws(LogError) -> LSNRange {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<LSNRange, LogError>?>(nil)
+        try submitControl(records, durability: durability) { result in
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
     /// Appends a batch exactly as another node wrote it (``Log/submitReplicated(_:durability:completion:)``:
     /// it must continue the log) and applies its records in LSN order, skipping those at or
     /// before ``appliedLSN``: after a re-seed the first batch may start before the checkpoint's
-    /// LSN. Its bytes count towards automatic checkpoints as appends do. `completion` runs on
+    /// LSN. A control batch's records are checked but never applied; ``appliedLSN`` moves past
+    /// them. Its bytes count towards automatic checkpoints as appends do. `completion` runs on
     /// the log's I/O thread when `durability` is reached.
     ///
     /// The records are decoded (and checked) before anything is appended: a batch whose
@@ -253,16 +290,23 @@ public final class StateMachineHost<Machine: StateMachine>: @unchecked Sendable 
     public func submitReplicated(
         _ batch: Batch, durability: Durability, completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
     ) throws(LogError) -> LSNRange {
-        let records: RecordBlock
-        do { records = try batch.records() } catch {
-            throw .invalidArgument("replicated batch LSN \(batch.lsnRange) has a bad record block: \(error)")
+        let records: RecordBlock?
+        if batch.header.isControl {
+            do { _ = try batch.controlRecords() } catch {
+                throw .invalidArgument("replicated control batch LSN \(batch.lsnRange) is invalid: \(error)")
+            }
+            records = nil
+        } else {
+            do { records = try batch.records() } catch {
+                throw .invalidArgument("replicated batch LSN \(batch.lsnRange) has a bad record block: \(error)")
+            }
         }
         let (range, checkpointDue) = try state.withLock { (host) throws(LogError) -> (LSNRange, Bool) in
             let range = try log.submitReplicated(batch, durability: durability, completion: completion)
             var lsn = range.first
             let applied = host.appliedLSN
             do {
-                try records.forEach { record in
+                try records?.forEach { record in
                     if lsn > applied { try machine.apply(record, at: lsn) }
                     lsn = lsn.advanced(by: 1)
                 }

@@ -147,6 +147,8 @@ extension Log {
                 do { try file.handle.synchronizeData() } catch { return .failure(.syncFailed(error)) }
             case .create(let header):
                 activeFile = try createSegment(header)
+            case .writeEpochHistory(let entries):
+                try EpochHistoryFile.write(entries, directory: directory, fileSystem: fileSystem)
             case .syncBarrier(let through):
                 // Every operation before the barrier was performed: what is written gets synced.
                 let (needed, target) = lock.withLock { (state.syncedLSN < through, state.writtenLSN) }
@@ -226,6 +228,8 @@ extension Log {
         case .syncBarrier:
             let synced = state.syncedLSN
             completions.take(&state.syncWaiters, through: synced, result: { .success($0) })
+        case .writeEpochHistory:
+            break  // Log.epochHistory shows an entry once its first batch is written
         case .create:
             guard let file = activeFile else { return completions }
             state.segments.append(

@@ -12,14 +12,23 @@ extension Log {
         return try cursor.next()
     }
 
-    /// Calls `body` with every record from `lsn` through `last` (default: the written end),
-    /// in LSN order. The bytes are valid only during the call.
+    /// Calls `body` with every application record from `lsn` through `last` (default: the
+    /// written end), in LSN order. The bytes are valid only during the call.
+    ///
+    /// Control batches (docs/FORMAT.md section 20) are skipped: their records are the
+    /// engine's, not the application's, so `body` never sees their LSNs, which are consumed
+    /// all the same (the LSNs passed to `body` then jump over them). ``batches(from:)``
+    /// returns control batches as they are.
     public func forEachRecord(
         from lsn: LSN, through last: LSN? = nil, _ body: (LSN, UnsafeRawBufferPointer) throws -> Void
     ) throws {
         var cursor = batches(from: lsn)
         let end = last ?? writtenLSN
         while let batch = try cursor.next() {
+            if batch.header.isControl {
+                if batch.lsnRange.last >= end { break }
+                continue
+            }
             var current = batch.header.baseLSN
             try batch.records().forEach { record in
                 if current >= lsn && current <= end { try body(current, record) }
@@ -79,6 +88,9 @@ struct BatchLocation {
 /// Reads batches in LSN order, checking each one (header CRC, payload CRC, LSN continuity
 /// and the CRC chain). Never returns a batch that failed a check: it throws
 /// ``LogError/corruption(file:offset:lsnRange:reason:)`` naming the file and offset instead.
+///
+/// Control batches (``BatchHeader/isControl``) are returned like every other batch:
+/// replication ships them; readers of application records skip them.
 public struct BatchCursor: Sendable {
     public let log: Log
     /// LSN of the next record to return.

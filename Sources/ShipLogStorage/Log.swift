@@ -59,6 +59,13 @@ public final class Log: @unchecked Sendable {
         var stats = LogStatistics()
         /// Retention holds by name: no segment holding an LSN at or after a hold is removed.
         var retentionHolds: [String: LSN] = [:]
+        /// The first LSN of every epoch, including epochs whose first batch is assigned but
+        /// not yet written (``epochHistory`` shows only written ones). Ascending.
+        var epochHistory: [EpochStart] = []
+        /// Epoch of the last batch assigned, or of the last history entry when the log holds
+        /// no batch; `nil` for a log that never held one. A batch of a greater epoch starts
+        /// an epoch (docs/FORMAT.md section 21).
+        var lastBatchEpoch: Epoch?
     }
 
     package init(
@@ -91,10 +98,14 @@ public final class Log: @unchecked Sendable {
             assigned = active
         }
         let lastLSN = last?.lastLSN ?? .zero
+        let lastBatchEpoch = recovered.segments.last { $0.batchCount > 0 }?.lastEpoch ?? recovered.epochHistory.last?.epoch
+        var epoch = max(recovered.epoch, last?.lastEpoch ?? recovered.epoch)
+        if let historyEpoch = recovered.epochHistory.last?.epoch { epoch = max(epoch, historyEpoch) }
         state = State(
             segments: segments, assigned: assigned, nextLSN: lastLSN.advanced(by: 1),
-            lastBatchCRC: last?.lastBatchCRC ?? 0, epoch: max(recovered.epoch, last?.lastEpoch ?? recovered.epoch),
-            writtenLSN: lastLSN, syncedLSN: lastLSN)
+            lastBatchCRC: last?.lastBatchCRC ?? 0, epoch: epoch, writtenLSN: lastLSN, syncedLSN: lastLSN)
+        state.epochHistory = recovered.epochHistory
+        state.lastBatchEpoch = lastBatchEpoch
         try startIOThread()
     }
 
@@ -171,6 +182,11 @@ public final class Log: @unchecked Sendable {
     /// thread when `durability` is reached or the append failed. Completions run in LSN order.
     /// Blocks the calling thread while more than `pendingBytesMax` bytes wait to be written
     /// (unless `blockWhenFull` is false).
+    ///
+    /// A control batch (``EncodedBatch/control(_:)``) must fit the log: an `epochStart`
+    /// record names the log's current ``epoch`` and an LSN before the batch; otherwise
+    /// ``LogError/invalidArgument(_:)``. The first batch of a new epoch has its history entry
+    /// written ahead of it (``epochHistory``).
     @discardableResult
     public func submit(
         _ batch: EncodedBatch, durability: Durability, blockWhenFull: Bool = true,
@@ -179,6 +195,10 @@ public final class Log: @unchecked Sendable {
         lock.lock()
         do throws(LogError) {
             try admit(blockWhenFull: blockWhenFull)
+            if batch.isControl, let problem = controlRecordProblem(batch.controlRecords, epoch: state.epoch, baseLSN: state.nextLSN) {
+                throw .invalidArgument("control batch at LSN \(state.nextLSN): \(problem)")
+            }
+            try checkEpochHistoryRoom(for: state.epoch)
         } catch {
             lock.unlock()
             throw error
@@ -221,6 +241,7 @@ public final class Log: @unchecked Sendable {
         // One reading of the clock: a segment's createdAt is its first batch's timestamp, so
         // that a follower writing the same batches writes the same segment files.
         let timestamp = wallClockNanoseconds()
+        recordEpochStartIfNeeded(epoch: state.epoch, firstLSN: state.nextLSN)
         rollSegmentIfNeeded(adding: batch.byteCount, recordCount: batch.recordCount, firstBatchTimestamp: timestamp)
         let header = batch.seal(
             baseLSN: state.nextLSN, epoch: state.epoch, previousBatchCRC: state.lastBatchCRC,
@@ -310,17 +331,30 @@ public final class Log: @unchecked Sendable {
         _ batch: Batch, durability: Durability, completion: @escaping @Sendable (Result<LSNRange, LogError>) -> Void
     ) throws(LogError) -> LSNRange {
         let header = batch.header
+        if header.isControl {
+            // Stored byte for byte, so checked before: a control batch this log could not read
+            // back is refused.
+            let problem: String?
+            do {
+                problem = controlRecordProblem(try batch.controlRecords(), epoch: header.epoch, baseLSN: header.baseLSN)
+            } catch {
+                problem = error.description
+            }
+            if let problem { throw .invalidArgument("replicated control batch LSN \(header.lsnRange): \(problem)") }
+        }
         lock.lock()
         do throws(LogError) {
             try admit(blockWhenFull: true)
             if let problem = continuityProblem(header) {
                 throw .invalidArgument("replicated batch LSN \(header.lsnRange) does not continue this log: \(problem)")
             }
+            try checkEpochHistoryRoom(for: header.epoch)
         } catch {
             lock.unlock()
             throw error
         }
         state.epoch = max(state.epoch, header.epoch)
+        recordEpochStartIfNeeded(epoch: header.epoch, firstLSN: header.baseLSN)
         rollSegmentIfNeeded(
             adding: batch.bytes.count, recordCount: header.recordCount, firstBatchTimestamp: header.timestamp)
         if header.syncedThrough > state.syncedLSN {

@@ -53,6 +53,9 @@ enum PendingOperation {
     case syncBarrier(through: LSN)
     /// Coalesced batches for the current segment.
     case write(offset: Int64, bytes: [UInt8], lastLSN: LSN, lastTimestamp: UInt64, indexUpTo: Int)
+    /// Replace the `epoch-history` file durably (temporary file, fdatasync, rename, directory
+    /// fsync) before the first batch of a new epoch is written: write-ahead.
+    case writeEpochHistory([EpochStart])
 }
 
 /// A caller waiting for its batch to be written or synced.
@@ -65,10 +68,14 @@ struct Waiter {
 package struct RecoveredLog {
     package var segments: [RecoveredSegment]
     package var epoch: Epoch
+    /// The epoch history as recovery reconciled it with the segments (docs/RECOVERY.md
+    /// section 11): no entry beyond the log's end.
+    package var epochHistory: [EpochStart]
 
-    package init(segments: [RecoveredSegment], epoch: Epoch) {
+    package init(segments: [RecoveredSegment], epoch: Epoch, epochHistory: [EpochStart] = []) {
         self.segments = segments
         self.epoch = epoch
+        self.epochHistory = epochHistory
     }
 }
 

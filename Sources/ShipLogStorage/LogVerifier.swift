@@ -1,8 +1,9 @@
 public import ShipLogFormat
 
 /// Checks a whole log directory without changing it: every batch (header and payload CRC,
-/// record block), LSN continuity and the CRC chain within and across segments, and each
-/// footer against the batches it describes. Used by `shiplog verify`.
+/// record block, control records), LSN continuity and the CRC chain within and across
+/// segments, each footer against the batches it describes, and the epoch history against the
+/// batches' epochs. Used by `shiplog verify`.
 public struct LogVerifier {
     public let directory: FilePath
     let fileSystem: any FileSystem
@@ -27,6 +28,7 @@ public struct LogVerifier {
         let names = try LogDirectoryReader(directory: directory, fileSystem: fileSystem).segmentNames()
         result.segmentCount = names.count
         var previous: (lastLSN: LSN, lastBatchCRC: UInt32, name: String)?
+        var epochStarts: [EpochStart] = []
         for (position, entry) in names.enumerated() {
             let isLast = position == names.count - 1
             let file: SegmentFile
@@ -87,8 +89,35 @@ public struct LogVerifier {
                     "\(entry.name) byte \(damage.offset) (LSN \(damage.expectedLSN)...): \(kind): \(damage.reason)")
                 return result
             }
+            for start in scan.epochStarts where epochStarts.last.map({ start.epoch > $0.epoch }) ?? true {
+                epochStarts.append(start)
+            }
             previous = (scan.lastLSN, scan.lastBatchCRC, entry.name)
         }
+        if let problem = epochHistoryProblem(batchEpochStarts: epochStarts, lastLSN: result.lastLSN) {
+            result.problems.append("\(EpochHistoryFile.fileName): \(problem)")
+        }
         return result
+    }
+
+    /// Why the epoch history disagrees with the epoch starts the batches show (the first one
+    /// being the log's first batch), or `nil`. A missing file is no problem (opening rebuilds
+    /// it), nor are entries beyond the last batch (a crash before their batch, or a writer
+    /// about to write it).
+    func epochHistoryProblem(batchEpochStarts starts: [EpochStart], lastLSN: LSN) -> String? {
+        let stored: [EpochStart]?
+        do { stored = try EpochHistoryFile.read(directory: directory, fileSystem: fileSystem) } catch {
+            return "\(error)"
+        }
+        guard let stored, let first = starts.first else { return nil }
+        let held = stored.filter { $0.firstLSN <= lastLSN }
+        guard let covering = held.last(where: { $0.firstLSN <= first.firstLSN }), covering.epoch == first.epoch else {
+            return "no entry gives epoch \(first.epoch) to the first batch (LSN \(first.firstLSN))"
+        }
+        let later = Array(held.filter { $0.firstLSN > first.firstLSN })
+        guard later == Array(starts.dropFirst()) else {
+            return "the history says \(later.map(\.description)), the batches start epochs at \(starts.dropFirst().map(\.description))"
+        }
+        return nil
     }
 }

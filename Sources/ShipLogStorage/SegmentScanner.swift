@@ -5,7 +5,7 @@ import CShipLogSupport
 ///
 /// It checks every batch (header CRC, lengths, payload CRC, LSN continuity, the CRC chain,
 /// epochs never decreasing) and, with `verifyRecords`, decompresses and parses each record
-/// block too. It never repairs anything: deciding what to do is recovery's job.
+/// block too, and decodes the records of control batches (docs/FORMAT.md section 20). It never repairs anything: deciding what to do is recovery's job.
 public struct SegmentScanner {
     /// Sector size that torn writes are assumed to respect.
     public static let sectorBytes: Int64 = 512
@@ -70,6 +70,11 @@ public struct SegmentScanner {
     /// The result of a scan.
     public struct Result: Sendable {
         public var batchCount = 0
+        /// How many of the valid batches are control batches.
+        public var controlBatchCount = 0
+        /// The segment's first valid batch and each later one whose epoch exceeds its
+        /// predecessor's, as (epoch, baseLSN): where epochs start, as far as this segment shows.
+        public var epochStarts: [EpochStart] = []
         /// Last LSN of the last valid batch; `baseLSN - 1` when there is none.
         public var lastLSN: LSN
         public var lastBatchCRC: UInt32
@@ -135,6 +140,10 @@ public struct SegmentScanner {
                     nextIndexAt = offset + indexIntervalBytes
                 }
                 result.batchCount += 1
+                if header.isControl { result.controlBatchCount += 1 }
+                if result.batchCount == 1 || header.epoch > result.lastEpoch {
+                    result.epochStarts.append(EpochStart(epoch: header.epoch, firstLSN: header.baseLSN))
+                }
                 result.lastLSN = header.lsnRange.last
                 result.lastBatchCRC = header.batchCRC
                 result.lastEpoch = header.epoch
@@ -171,10 +180,17 @@ public struct SegmentScanner {
         } else if header.epoch < result.lastEpoch {
             misplaced = "epoch \(header.epoch) after epoch \(result.lastEpoch)"
         } else if verifyRecords {
+            let batch = Batch(verifiedHeader: header, bytes: Array(batchBytes))
             do {
-                _ = try Batch(verifiedHeader: header, bytes: Array(batchBytes)).records()
-            } catch {
+                if header.isControl {
+                    _ = try batch.controlRecords()
+                } else {
+                    _ = try batch.records()
+                }
+            } catch let error as ControlRecordDefect {
                 misplaced = error.description
+            } catch {
+                misplaced = "\(error)"
             }
         }
         guard let reason = misplaced else { return nil }

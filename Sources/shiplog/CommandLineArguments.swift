@@ -459,9 +459,11 @@ struct CommandLineInterface: Sendable {
     init(programName: String = "shiplog", summary: String, commands: [CommandSpec]) {
         for command in commands {
             precondition(command.programName == programName, "\(command.name) belongs to another program")
-            for other in commands where other.path != command.path {
-                precondition(!other.path.starts(with: command.path),
-                             "'\(command.name)' is both a command and a group ('\(other.name)')")
+            // A command may also be a group (`bench` and `bench append`) when it takes no
+            // positional arguments: a word after it can then only name a subcommand.
+            for other in commands where other.path != command.path && other.path.starts(with: command.path) {
+                precondition(command.positionals.isEmpty,
+                             "'\(command.name)' is both a group ('\(other.name)') and a command with positionals")
             }
             precondition(commands.filter { $0.path == command.path }.count == 1, "'\(command.name)' declared twice")
         }
@@ -480,11 +482,16 @@ struct CommandLineInterface: Sendable {
             guard commands.contains(where: { $0.path.starts(with: candidate) }) else { break }
             prefix = candidate
             index += 1
-            if commands.contains(where: { $0.path == prefix }) { break }
+            if commands.contains(where: { $0.path == prefix }) && !isGroup(prefix) { break }
         }
         let rest = Array(arguments[index...])
         if let command = commands.first(where: { $0.path == prefix }) {
-            if CommandSpec.asksForHelp(rest) { return .help(command.helpText()) }
+            if CommandSpec.asksForHelp(rest) {
+                return .help(isGroup(prefix) ? command.helpText() + subcommandsHelpText(prefix) : command.helpText())
+            }
+            if isGroup(prefix), let next = rest.first, !next.hasPrefix("-") {
+                throw command.error("unknown command '\(next)' (expected \(CommandSpec.listing(subcommandWords(prefix))))")
+            }
             return .run(try command.parse(rest))
         }
         if CommandSpec.asksForHelp(rest) { return .help(groupHelpText(prefix)) }
@@ -510,9 +517,20 @@ struct CommandLineInterface: Sendable {
         return text
     }
 
+    /// Whether some command's path is longer than `prefix` and starts with it.
+    private func isGroup(_ prefix: [String]) -> Bool {
+        commands.contains { $0.path.count > prefix.count && $0.path.starts(with: prefix) }
+    }
+
+    /// The commands under `prefix`, for the help of a command that is also a group.
+    private func subcommandsHelpText(_ prefix: [String]) -> String {
+        let members = commands.filter { $0.path.count > prefix.count && $0.path.starts(with: prefix) }
+        return "\nCommands:\n" + CommandSpec.twoColumns(members.map { ($0.name, $0.summary) })
+    }
+
     private func subcommandWords(_ prefix: [String]) -> [String] {
         var words: [String] = []
-        for command in commands where command.path.starts(with: prefix) {
+        for command in commands where command.path.count > prefix.count && command.path.starts(with: prefix) {
             let word = command.path[prefix.count]
             if !words.contains(word) { words.append(word) }
         }

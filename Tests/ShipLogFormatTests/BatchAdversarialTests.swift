@@ -97,7 +97,9 @@ struct BatchAdversarialTests {
     static let hostile: [(name: String, header: RawBatchHeader, expected: BatchDefect)] = [
         ("version 0", RawBatchHeader(version: 0, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unsupportedVersion(0)),
         ("version 2", RawBatchHeader(version: 2, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unsupportedVersion(2)),
-        ("flag bit 4", RawBatchHeader(flags: 0x0010, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(0x0010)),
+        ("flag bit 5", RawBatchHeader(flags: 0x0020, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(0x0020)),
+        ("control flag with bit 5", RawBatchHeader(flags: 0x0030, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(0x0030)),
+        ("control flag with LZ4", RawBatchHeader(flags: 0x0011, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(0x0011)),
         ("flag bit 15", RawBatchHeader(flags: 0x8001, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(0x8001)),
         ("codec 2", RawBatchHeader(flags: 2, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(2)),
         ("codec 15", RawBatchHeader(flags: 15, recordCount: 1, storedLength: 1, uncompressedLength: 1), .unknownFlags(15)),

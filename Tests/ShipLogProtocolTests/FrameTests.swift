@@ -120,6 +120,10 @@ enum Wire {
             .queryRequest(.init(requestID: 10, query: [])),
             .queryResponse(.init(requestID: 9, outcome: .result(appliedLSN: LSN(43), Array("v1".utf8)))),
             .queryResponse(.init(requestID: 10, outcome: .result(appliedLSN: .zero, []))),
+            .promoteRequest(.init(requestID: 11)),
+            .promoteRequest(.init(requestID: 12, minimumEpoch: Epoch(9))),
+            .promoteResponse(.init(requestID: 11, outcome: .promoted(epoch: Epoch(4), firstLSN: LSN(1201)))),
+            .promoteResponse(.init(requestID: 12, outcome: .failed(Message.Failure(.notPrimary(primaryAddress: ""), text: "already the primary")))),
         ]
         for (i, failure) in sampleFailures().enumerated() {
             messages.append(i % 2 == 0 ? .refuse(failure) : .error(failure))
@@ -151,6 +155,7 @@ enum Wire {
             .init(.overloaded),
             .init(.internalError, text: "ünïcødé ✓"),
             .init(.queryFailed, text: "unknown operation 0x7f"),
+            .init(.roleChangeRefused, text: "already the primary"),
         ]
     }
 

@@ -25,7 +25,7 @@ struct MessageTests {
     @Test("every failure reason round-trips in Refuse, Error, AppendResponse, ReadResponse and QueryResponse")
     func failuresRoundTrip() throws {
         let failures = Wire.sampleFailures()
-        #expect(Set(failures.map(\.reason.code)) == Set(1...15))
+        #expect(Set(failures.map(\.reason.code)) == Set(1...16))
         for failure in failures {
             for message: Message in [
                 .refuse(failure), .error(failure), .appendResponse(.init(requestID: 9, outcome: .failed(failure))),

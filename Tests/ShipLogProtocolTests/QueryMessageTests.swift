@@ -214,10 +214,10 @@ struct QueryMessageTests {
         // QueryResponse has outcomes 0 and 1 only; AppendResponse 0, 1 and 2.
         #expect(Self.invalidField(0x27, Wire.le(UInt64(1)) + [2] + Wire.le(UInt64(43)) + Wire.le(UInt32(0)))! == ("outcome", 8))
         #expect(Self.invalidField(0x21, Wire.le(UInt64(1)) + [3] + Wire.le(UInt64(1)) + Wire.le(UInt64(1)) + Wire.le(UInt64(1)))! == ("outcome", 8))
-        // Failure code 15 is queryFailed (no detail); 16 is unknown in version 1.
+        // Failure code 15 is queryFailed and 16 roleChangeRefused (no detail); 17 is unknown in version 1.
         #expect(MessageTests.error(0x27, Wire.le(UInt64(1)) + [1] + Wire.le(UInt16(15)) + Wire.le(UInt16(0))) == nil)
         #expect(MessageTests.error(0x03, Wire.le(UInt16(15)) + Wire.le(UInt16(0))) == nil)
-        #expect(Self.invalidField(0x27, Wire.le(UInt64(1)) + [1] + Wire.le(UInt16(16)) + Wire.le(UInt16(0)))! == ("code", 9))
+        #expect(Self.invalidField(0x27, Wire.le(UInt64(1)) + [1] + Wire.le(UInt16(17)) + Wire.le(UInt16(0)))! == ("code", 9))
         #expect(Message.Failure.Reason.queryFailed.code == 15)
         #expect(Message.Failure(.queryFailed, text: "bad key").description == "query failed: bad key")
     }
@@ -236,12 +236,43 @@ struct QueryMessageTests {
     func codesAndLimits() {
         #expect(MessageType.queryRequest.rawValue == 0x26)
         #expect(MessageType.queryResponse.rawValue == 0x27)
-        #expect(MessageType(rawValue: 0x28) == nil)
+        #expect(MessageType.promoteRequest.rawValue == 0x28 && MessageType.promoteResponse.rawValue == 0x29)
+        #expect(MessageType(rawValue: 0x2A) == nil)
         #expect(MessageType.queryRequest.description == "QueryRequest (0x26)")
         #expect(ProtocolLimits.queryBytesMax == 65_536)
         #expect(ProtocolLimits.queryResultBytesMax == 4_194_304)
         // A result as large as the largest record fits, as does a maximal failure.
         #expect(ProtocolLimits.queryResultBytesMax == FormatLimits.recordBytesMax)
         #expect(16 + Message.QueryResponse.resultFixedByteCount + ProtocolLimits.queryResultBytesMax <= ProtocolLimits.frameBytesMax)
+    }
+}
+
+@Suite("Promote messages")
+struct PromoteMessageTests {
+    @Test func goldenPromoteRequestAndResponse() throws {
+        let request = try Message.promoteRequest(.init(requestID: 7, minimumEpoch: Epoch(3))).encodedFrame()
+        #expect(Array(request[0..<12]) == [0x53, 0x4c, 0x52, 0x50, 0x01, 0x28, 0x00, 0x00, 16, 0, 0, 0])
+        #expect(Array(request[16...]) == [7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0])
+        let response = try Message.promoteResponse(.init(requestID: 7, outcome: .promoted(epoch: Epoch(4), firstLSN: LSN(1201)))).encodedFrame()
+        #expect(response[5] == 0x29)
+        #expect(Array(response[16...]) == [7, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0xB1, 0x04, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func everyTruncationOfAPromoteMessageIsRejected() throws {
+        for message in [
+            Message.promoteRequest(.init(requestID: 7, minimumEpoch: Epoch(3))),
+            Message.promoteResponse(.init(requestID: 7, outcome: .promoted(epoch: Epoch(4), firstLSN: LSN(1201)))),
+        ] {
+            let frame = try message.frame()
+            for cut in 0..<frame.payload.count {
+                #expect(throws: ProtocolError.self) { try Message(frame: Frame(type: frame.type, payload: Array(frame.payload[..<cut]))) }
+            }
+            #expect(throws: ProtocolError.self) { try Message(frame: Frame(type: frame.type, payload: frame.payload + [0])) }
+        }
+    }
+
+    @Test func promotedWithEpochOrLSNZeroIsRejected() {
+        #expect(throws: ProtocolError.self) { try Message.promoteResponse(.init(requestID: 1, outcome: .promoted(epoch: Epoch(0), firstLSN: LSN(1)))).encodedFrame() }
+        #expect(throws: ProtocolError.self) { try Message.promoteResponse(.init(requestID: 1, outcome: .promoted(epoch: Epoch(1), firstLSN: LSN(0)))).encodedFrame() }
     }
 }

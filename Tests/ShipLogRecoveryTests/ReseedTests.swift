@@ -73,13 +73,14 @@ import ShipLogTestSupport
         let moved = try LogRecovery.resetForReseed(
             directory: followerPath, fileSystem: fs, startingAt: base, previousBatchCRC: first.previousBatchCRC,
             epoch: first.epoch, createdAt: first.timestamp, quarantineLabel: "reseed-1", options: Self.options())
-        #expect(moved == [leftover] + oldNames.reversed())
+        #expect(moved == [leftover, EpochHistoryFile.fileName] + oldNames.reversed())
         #expect(try Self.segmentNames(in: followerPath) == [SegmentName.fileName(baseLSN: base)])
         let quarantined = followerPath.appending("quarantine").appending("reseed-1")
         for name in oldNames {
             #expect(try Self.fileBytes(quarantined.appending(name)) == oldBytes[name], "\(name) kept byte for byte")
         }
         #expect(try Self.fileBytes(quarantined.appending(leftover)) == [1, 2, 3])
+        #expect(FileManager.default.fileExists(atPath: quarantined.appending(EpochHistoryFile.fileName).string))
 
         let (log, report) = try LogRecovery.open(directory: followerPath, options: Self.options(), fileSystem: fs)
         #expect(!report.repaired, "a reset leaves nothing to repair: \(report)")
@@ -101,6 +102,8 @@ import ShipLogTestSupport
         }
         let reopened = try Log.open(directory: followerPath, options: Self.options(), fileSystem: fs)
         #expect(reopened.nextLSN == primary.last!.lsnRange.next)
+        // The old log's history went to quarantine; the new one starts with the first batch shipped.
+        #expect(reopened.epochHistory == [EpochStart(epoch: first.epoch, firstLSN: base)])
         #expect(reopened.firstLSN == base)
         try reopened.close()
     }

@@ -160,17 +160,35 @@ enum Baselines {
         -> SyncWriteBaseline
     {
         precondition(writeSize > 0)
-        let path = directory + "/.shiplog-baseline-\(getpid())-\(MonotonicClock.now()).tmp"
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw BaselineError(operation: "open", path: path, errno: errno) }
-        defer {
-            close(fd)
-            unlink(path)
+        return try withScratchFile(in: directory, blockBytes: writeSize, seed: 0xF5_9C) { fd, path, block throws(BaselineError) in
+            try syncedWrites(fd: fd, path: path, block: block, duration: duration, directory: directory, regionBytes: nil)
         }
-        var block = [UInt8](repeating: 0, count: writeSize)
-        var random = RandomBytesGenerator(seed: 0xF5_9C, recordSize: writeSize)
-        random.generate(into: &block)
+    }
 
+    /// Like ``syncedWrites(directory:writeSize:duration:)``, but each `pwrite` overwrites a
+    /// block of a region of `regionBytes` that was written and synced first (round-robin), so
+    /// that `fdatasync` flushes data only, no file size or extent changes: the least a durable
+    /// write costs on this disk, the bound of a log appending to preallocated segments.
+    static func syncedOverwrites(directory: String, writeSize: Int = 4096, regionBytes: Int = 1 << 20, duration: Duration)
+        throws(BaselineError) -> SyncWriteBaseline
+    {
+        precondition(writeSize > 0 && regionBytes >= writeSize)
+        return try withScratchFile(in: directory, blockBytes: writeSize, seed: 0x0F5_9C) { fd, path, block throws(BaselineError) in
+            for offset in stride(from: 0, to: regionBytes, by: writeSize) {  // untimed: the region exists and is written
+                let failure = block.withUnsafeBytes { writeAll(fd, $0, at: Int64(offset)) }
+                guard failure == 0 else { throw BaselineError(operation: "pwrite", path: path, errno: failure) }
+            }
+            guard fsync(fd) == 0 else { throw BaselineError(operation: "fsync", path: path, errno: errno) }
+            return try syncedWrites(fd: fd, path: path, block: block, duration: duration, directory: directory, regionBytes: regionBytes)
+        }
+    }
+
+    /// The timed loop of the synced-write baselines on an open scratch file: appends, or
+    /// overwrites round-robin within `regionBytes` when given.
+    private static func syncedWrites(
+        fd: Int32, path: String, block: [UInt8], duration: Duration, directory: String, regionBytes: Int?
+    ) throws(BaselineError) -> SyncWriteBaseline {
+        let writeSize = block.count
         var latency = Histogram()
         let budget = nanoseconds(duration)
         var operations: UInt64 = 0
@@ -185,12 +203,50 @@ enum Baselines {
             let after = MonotonicClock.now()
             latency.record(after &- before)
             offset += Int64(writeSize)
+            if let regionBytes, offset + Int64(writeSize) > Int64(regionBytes) { offset = 0 }
             operations += 1
             elapsed = after &- start
         } while elapsed < budget
         return SyncWriteBaseline(
             writeSize: writeSize, operations: operations, nanoseconds: elapsed, latency: latency,
             fileSystem: fileSystemName(of: directory))
+    }
+
+    /// Writes `totalBytes` of random bytes to a new file in `directory` in `chunkBytes`
+    /// `pwrite`s followed by one `fdatasync`, then removes the file: the sequential write
+    /// bandwidth of the disk, the bound of anything that streams bytes to a log.
+    static func sequentialWrite(directory: String, totalBytes: Int, chunkBytes: Int = 1 << 20) throws(BaselineError) -> Throughput {
+        precondition(totalBytes > 0 && chunkBytes > 0)
+        return try withScratchFile(in: directory, blockBytes: chunkBytes, seed: 0x5E0_0E11) { fd, path, chunk throws(BaselineError) in
+            var offset = 0
+            let start = MonotonicClock.now()
+            while offset < totalBytes {
+                let failure = chunk.withUnsafeBytes { writeAll(fd, $0, at: Int64(offset)) }
+                guard failure == 0 else { throw BaselineError(operation: "pwrite", path: path, errno: failure) }
+                offset += chunkBytes
+            }
+            guard fdatasync(fd) == 0 else { throw BaselineError(operation: "fdatasync", path: path, errno: errno) }
+            return Throughput(
+                bytes: UInt64(offset), operations: UInt64(offset / chunkBytes), nanoseconds: MonotonicClock.elapsed(since: start))
+        }
+    }
+
+    /// Creates a new file in `directory` and a block of `blockBytes` random bytes, calls
+    /// `body` with the descriptor, the path and the block, then closes and removes the file.
+    private static func withScratchFile<T>(
+        in directory: String, blockBytes: Int, seed: UInt64, _ body: (Int32, String, [UInt8]) throws(BaselineError) -> T
+    ) throws(BaselineError) -> T {
+        let path = directory + "/.shiplog-baseline-\(getpid())-\(MonotonicClock.now()).tmp"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw BaselineError(operation: "open", path: path, errno: errno) }
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        var block = [UInt8](repeating: 0, count: blockBytes)
+        var random = RandomBytesGenerator(seed: seed, recordSize: blockBytes)
+        random.generate(into: &block)
+        return try body(fd, path, block)
     }
 
     /// The type of the file system holding `path` (`ext4`, `xfs`, `tmpfs`, `overlay`, ...): the
@@ -235,6 +291,52 @@ enum Baselines {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    // MARK: Loopback round trip
+
+    /// The round-trip times of a 100-byte ping-pong over a loopback TCP connection (an echo
+    /// thread on the other end), for `duration`.
+    static func loopbackRoundTrip(duration: Duration) throws -> Histogram {
+        let network = TCPNetwork()
+        let listener = try network.listen(on: Endpoint(host: "127.0.0.1", port: 0))
+        defer { listener.close() }
+        let echo = OwnedThread.start(name: "bench-echo") {
+            guard let connection = try? listener.accept() else { return }
+            defer { connection.close() }
+            var buffer = [UInt8](repeating: 0, count: 100)
+            while true {
+                var received = 0
+                while received < 100 {
+                    let count = (try? buffer.withUnsafeMutableBytes { raw in
+                        Result { () throws(TransportError) in try connection.receive(into: UnsafeMutableRawBufferPointer(rebasing: raw[received...])) }
+                    }.get()) ?? 0
+                    if count == 0 { return }
+                    received += count
+                }
+                guard (try? connection.send(buffer)) != nil else { return }
+            }
+        }
+        let connection = try network.connect(to: listener.endpoint, timeout: .seconds(5))
+        var histogram = Histogram()
+        var buffer = [UInt8](repeating: 7, count: 100)
+        let end = MonotonicClock.now() + duration.nanoseconds
+        while MonotonicClock.now() < end {
+            let began = MonotonicClock.now()
+            try connection.send(buffer)
+            var received = 0
+            while received < 100 {
+                let count = try buffer.withUnsafeMutableBytes { raw in
+                    Result { () throws(TransportError) in try connection.receive(into: UnsafeMutableRawBufferPointer(rebasing: raw[received...])) }
+                }.get()
+                guard count > 0 else { throw CommandError("loopback echo closed") }
+                received += count
+            }
+            histogram.record(MonotonicClock.elapsed(since: began))
+        }
+        connection.close()
+        echo.join()
+        return histogram
     }
 
     // MARK: Helpers

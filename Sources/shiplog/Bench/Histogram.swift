@@ -123,6 +123,15 @@ struct Histogram: Sendable, Equatable {
         return max
     }
 
+    /// Calls `body` with the lower bound, width and count of every non-empty bucket, in
+    /// increasing order of value.
+    func forEachBucket(_ body: (_ lower: UInt64, _ width: UInt64, _ count: UInt64) -> Void) {
+        for i in counts.indices where counts[i] != 0 {
+            let (lower, width) = Self.bounds(ofBucket: i)
+            body(lower, width, counts[i])
+        }
+    }
+
     /// Convenience: p50, p90, p99, p99.9 and max.
     var summary: (p50: UInt64, p90: UInt64, p99: UInt64, p999: UInt64, max: UInt64) {
         (percentile(50), percentile(90), percentile(99), percentile(99.9), max)

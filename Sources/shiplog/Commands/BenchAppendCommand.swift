@@ -6,9 +6,11 @@ import ShipLog
 /// 4 KiB pwrite+fdatasync on the same disk), and the ratios between them.
 struct BenchAppendCommand {
     /// Uncompressed bytes per batch in the buffered phases.
-    static let batchBytes = 64 << 10
+    static let batchBytes = BenchPhases.bufferedBatchBytes
     /// Records generated ahead of the buffered phases, in bytes.
     static let recordPoolBytes = 32 << 20
+    /// Log-like records generated ahead of the `immediate` phases, in bytes.
+    static let immediatePoolBytes = 1 << 20
     /// Concurrent appender counts of the `immediate` phases.
     static let immediateWriters = [1, 16, 64]
 
@@ -22,20 +24,6 @@ struct BenchAppendCommand {
         directory = arguments.string("dir")
     }
 
-    struct Phase {
-        var name: String
-        var records: UInt64 = 0
-        var logicalBytes: UInt64 = 0
-        var storedBytes: UInt64 = 0
-        var nanoseconds: UInt64 = 0
-        var syncCalls: UInt64 = 0
-        var latency = Histogram()
-
-        var recordsPerSecond: Double { Double(records) * 1e9 / Double(max(nanoseconds, 1)) }
-        var logicalMBPerSecond: Double { Double(logicalBytes) * 1e3 / Double(max(nanoseconds, 1)) }
-        var storedMBPerSecond: Double { Double(storedBytes) * 1e3 / Double(max(nanoseconds, 1)) }
-    }
-
     func run() throws -> Int32 {
         let root = try BenchDirectory(parent: directory)
         defer { root.remove() }
@@ -47,25 +35,24 @@ struct BenchAppendCommand {
         let fsync = try Baselines.syncedWrites(directory: root.path, duration: duration)
 
         progress("buffered append, log-like records")
-        let bufferedLog = try buffered(kind: .logLike, directory: root.path + "/buffered-log", duration: duration)
+        let bufferedLog = try buffered(kind: .logLike, directory: root.path + "/buffered-log")
         progress("buffered append, random records")
-        let bufferedRandom = try buffered(kind: .random, directory: root.path + "/buffered-random", duration: duration)
-        var immediate: [Int: Phase] = [:]
+        let bufferedRandom = try buffered(kind: .random, directory: root.path + "/buffered-random")
+        var immediate: [Int: BenchPhaseResult] = [:]
         for writers in Self.immediateWriters {
             progress("immediate append, \(writers) concurrent appender(s)")
-            immediate[writers] = try self.immediate(
-                writers: writers, directory: root.path + "/immediate-\(writers)", duration: duration)
+            immediate[writers] = try self.immediate(writers: writers, directory: root.path + "/immediate-\(writers)")
         }
         let ratioToLZ4 = bufferedLog.logicalMBPerSecond / lz4.compression.megabytesPerSecond
-        let immediate64 = immediate[64]!.recordsPerSecond
+        let immediate64 = immediate[64]!.operationsPerSecond
         let ratioImmediate = immediate64 / fsync.operationsPerSecond
         if json {
             var document: JSONObject = [
-                "records_per_second": JSONValue(bufferedLog.recordsPerSecond),
+                "records_per_second": JSONValue(bufferedLog.operationsPerSecond),
                 "logical_mb_per_second": JSONValue(bufferedLog.logicalMBPerSecond),
                 "on_disk_mb_per_second": JSONValue(bufferedLog.storedMBPerSecond),
                 "compression_ratio": JSONValue(Double(bufferedLog.logicalBytes) / Double(max(bufferedLog.storedBytes, 1))),
-                "random_records_per_second": JSONValue(bufferedRandom.recordsPerSecond),
+                "random_records_per_second": JSONValue(bufferedRandom.operationsPerSecond),
                 "random_logical_mb_per_second": JSONValue(bufferedRandom.logicalMBPerSecond),
                 "lz4_baseline_mb_per_second": JSONValue(lz4.compression.megabytesPerSecond),
                 "lz4_baseline_ratio": JSONValue(lz4.ratio),
@@ -78,11 +65,11 @@ struct BenchAppendCommand {
                 "seconds_per_phase": JSONValue(seconds),
             ]
             for (writers, phase) in immediate.sorted(by: { $0.key < $1.key }) {
-                document["immediate_\(writers)_per_second"] = JSONValue(phase.recordsPerSecond)
+                document["immediate_\(writers)_per_second"] = JSONValue(phase.operationsPerSecond)
                 document["immediate_\(writers)_p50_us"] = JSONValue(Double(phase.latency.percentile(50)) / 1000)
                 document["immediate_\(writers)_p99_us"] = JSONValue(Double(phase.latency.percentile(99)) / 1000)
                 document["immediate_\(writers)_records_per_fdatasync"] =
-                    JSONValue(Double(phase.records) / Double(max(phase.syncCalls, 1)))
+                    JSONValue(Double(phase.operations) / Double(max(phase.syncCalls, 1)))
             }
             Output.standard.line(JSONValue.object(document).rendered(pretty: true))
             return 0
@@ -94,9 +81,9 @@ struct BenchAppendCommand {
         for phase in [bufferedLog, bufferedRandom] + Self.immediateWriters.map({ immediate[$0]! }) {
             // Buffered phases sync once, at the end: records per fdatasync means nothing there.
             let perSync = phase.latency.count > 0 && phase.syncCalls > 0
-                ? Format.fixed(Double(phase.records) / Double(phase.syncCalls), decimals: 1) : "-"
+                ? Format.fixed(Double(phase.operations) / Double(phase.syncCalls), decimals: 1) : "-"
             table.addRow([
-                phase.name, Format.group(UInt64(phase.recordsPerSecond)), Format.fixed(phase.logicalMBPerSecond),
+                phase.name, Format.group(UInt64(phase.operationsPerSecond)), Format.fixed(phase.logicalMBPerSecond),
                 Format.fixed(phase.storedMBPerSecond),
                 phase.latency.count > 0 ? Format.nanoseconds(phase.latency.percentile(50)) : "-",
                 phase.latency.count > 0 ? Format.nanoseconds(phase.latency.percentile(99)) : "-", perSync,
@@ -111,157 +98,28 @@ struct BenchAppendCommand {
         out.line("ratios:")
         out.line("  buffered log-like logical MB/s / raw LZ4 MB/s = \(Format.fixed(ratioToLZ4, decimals: 2))  (target >= 0.5)")
         out.line("  immediate with 64 appenders / raw fdatasync rate = \(Format.fixed(ratioImmediate, decimals: 1))  (target >= 20)")
-        out.line("  buffered records/s = \(Format.group(UInt64(bufferedLog.recordsPerSecond)))  (target >= 4,000,000)")
+        out.line("  buffered records/s = \(Format.group(UInt64(bufferedLog.operationsPerSecond)))  (target >= 4,000,000)")
         return 0
     }
 
     /// One appender thread submits 64 KiB batches without waiting; the log's I/O thread writes.
-    func buffered(kind: Workload.Kind, directory: String, duration: Duration) throws -> Phase {
-        let log = try Log.open(directory: FilePath(directory))
-        defer { try? log.close() }
+    func buffered(kind: Workload.Kind, directory: String) throws -> BenchPhaseResult {
         // Records are generated before the clock starts: the phase measures the engine.
         let pool = RecordPool(kind: kind, bytes: Self.recordPoolBytes)
-        var builder = BatchBuilder(capacity: Self.batchBytes + 4096)
-        var phase = Phase(name: "buffered, \(kind == .logLike ? "log-like" : "random") records")
-        let budget = UInt64(seconds * 1e9)
-        var next = 0
-        var logicalBytes: UInt64 = 0
-        let start = MonotonicClock.now()
-        while MonotonicClock.elapsed(since: start) < budget {
-            builder.removeAll()
-            try pool.storage.withUnsafeBytes { raw in
-                while builder.uncompressedByteCount < Self.batchBytes {
-                    let record = pool.records[next]
-                    try builder.append(UnsafeRawBufferPointer(rebasing: raw[record]))
-                    logicalBytes += UInt64(record.count)
-                    next = next + 1 == pool.records.count ? 0 : next + 1
-                }
-            }
-            phase.records += UInt64(builder.recordCount)
-            try log.submit(builder.encode(codec: .lz4), durability: .buffered) { _ in }
-        }
-        try log.sync()  // everything handed to the OS (and synced) before the clock stops
-        phase.nanoseconds = MonotonicClock.elapsed(since: start)
-        let stats = log.statistics
-        phase.logicalBytes = logicalBytes
-        phase.storedBytes = stats.storedBytesAppended
-        phase.syncCalls = stats.syncCalls
-        _ = duration
-        return phase
+        return try BenchPhases.bufferedAppend(
+            key: "append-buffered-\(kind)", name: "buffered, \(kind == .logLike ? "log-like" : "random") records", pool: pool,
+            directory: directory, context: PhaseContext(seconds: seconds))
     }
 
-    /// `writers` tasks each append one ~100-byte record at a time with `.immediate`.
-    func immediate(writers: Int, directory: String, duration: Duration) throws -> Phase {
-        let log = try Log.open(directory: FilePath(directory))
-        defer { try? log.close() }
-        let budget = UInt64(seconds * 1e9)
-        let collector = PhaseCollector()
-        let done = NSLockLike()
-        nonisolated(unsafe) var finished = false
-        let start = MonotonicClock.now()
-        Task.detached {
-            await withTaskGroup(of: (UInt64, UInt64, Histogram).self) { group in
-                for writer in 0..<writers {
-                    group.addTask {
-                        var workload = Workload(kind: .logLike, seed: UInt64(writer) &* 0x9E37_79B9)
-                        var builder = BatchBuilder(capacity: 512)
-                        var histogram = Histogram()
-                        var records: UInt64 = 0
-                        while MonotonicClock.elapsed(since: start) < budget {
-                            builder.removeAll()
-                            try? workload.fill(&builder, records: 1)
-                            let before = MonotonicClock.now()
-                            do { try await log.append(builder, durability: .immediate) } catch { break }
-                            histogram.record(MonotonicClock.elapsed(since: before))
-                            records += 1
-                        }
-                        return (records, workload.bytesProduced, histogram)
-                    }
-                }
-                for await (records, bytes, histogram) in group { collector.add(records, bytes, histogram) }
-            }
-            done.withLock { finished = true }
-            done.signal()
-        }
-        done.withLock { while !finished { done.wait() } }
-        var phase = collector.phase
-        phase.name = "immediate, \(writers) appender\(writers == 1 ? "" : "s")"
-        phase.nanoseconds = MonotonicClock.elapsed(since: start)
-        let stats = log.statistics
-        phase.storedBytes = stats.storedBytesAppended
-        phase.syncCalls = stats.syncCalls
-        _ = duration
-        return phase
+    /// `writers` tasks each append one log-like record at a time with `.immediate`.
+    func immediate(writers: Int, directory: String) throws -> BenchPhaseResult {
+        let pool = RecordPool(kind: .logLike, bytes: Self.immediatePoolBytes)
+        return try BenchPhases.immediateAppend(
+            key: "group-commit-\(writers)", name: "immediate, \(writers) appender\(writers == 1 ? "" : "s")", writers: writers,
+            pool: pool, directory: directory, context: PhaseContext(seconds: seconds))
     }
 
     func progress(_ text: String) {
         if !json { Output.error.line("… \(text)") }
-    }
-}
-
-/// Sums the appenders' counts.
-final class PhaseCollector: @unchecked Sendable {
-    private let lock = NSLockLike()
-    private var total = BenchAppendCommand.Phase(name: "")
-
-    func add(_ records: UInt64, _ bytes: UInt64, _ histogram: Histogram) {
-        lock.withLock {
-            total.records += records
-            total.logicalBytes += bytes
-            total.latency.merge(histogram)
-        }
-    }
-
-    var phase: BenchAppendCommand.Phase { lock.withLock { total } }
-}
-
-/// A directory for benchmark logs, removed afterwards.
-struct BenchDirectory {
-    let path: String
-
-    init(parent: String?) throws {
-        let base = parent ?? (getenv("TMPDIR").map { String(cString: $0) } ?? "/var/tmp")
-        var template = Array("\(base)/shiplog-bench-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw CommandError("cannot create a benchmark directory under \(base): \(String(cString: strerror(errno)))")
-        }
-        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-
-    /// Removes the directory and everything the benchmark created in it.
-    func remove() { Self.removeTree(path) }
-
-    private static func removeTree(_ path: String) {
-        guard let directory = opendir(path) else {
-            unlink(path)
-            return
-        }
-        var children: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { children.append(path + "/" + name) }
-        }
-        closedir(directory)
-        for child in children { removeTree(child) }
-        rmdir(path)
-    }
-}
-
-/// Records generated before a phase starts, so that the phase measures the engine, not the generator.
-struct RecordPool {
-    /// All records back to back.
-    var storage: [UInt8] = []
-    /// Each record's byte range in `storage`.
-    var records: [Range<Int>] = []
-
-    init(kind: Workload.Kind, bytes: Int) {
-        var workload = Workload(kind: kind)
-        storage.reserveCapacity(bytes + 4096)
-        while storage.count < bytes {
-            workload.withNextRecord { record in
-                records.append(storage.count..<storage.count + record.count)
-                storage.append(contentsOf: record)
-            }
-        }
     }
 }

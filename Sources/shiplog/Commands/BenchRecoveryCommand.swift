@@ -35,9 +35,9 @@ struct BenchRecoveryCommand {
         let lz4 = Baselines.lz4(blocks: blocks, duration: .seconds(1))
 
         progress("recovery scan (CRC, chain, continuity) of every segment")
-        let (scanBytes, scanNanoseconds) = try scanAll(path, verifyRecords: false)
+        let (scanBytes, scanNanoseconds) = try Self.scanAll(path, verifyRecords: false)
         progress("full verification (also decompress and parse every record block)")
-        let (verifyBytes, verifyNanoseconds) = try scanAll(path, verifyRecords: true)
+        let (verifyBytes, verifyNanoseconds) = try Self.scanAll(path, verifyRecords: true)
         progress("replay every record through the reader")
         let replayStart = MonotonicClock.now()
         let (log, report) = try LogRecovery.open(directory: path)
@@ -100,7 +100,7 @@ struct BenchRecoveryCommand {
     }
 
     /// Scans every segment; returns the stored bytes checked and the nanoseconds it took.
-    func scanAll(_ path: FilePath, verifyRecords: Bool) throws -> (Int64, UInt64) {
+    static func scanAll(_ path: FilePath, verifyRecords: Bool) throws -> (Int64, UInt64) {
         let fileSystem = PosixFileSystem()
         let names = try LogDirectoryReader(directory: path).segmentNames()
         let files = try names.map { try SegmentFile.open(at: path.appending($0.name), fileSystem: fileSystem, writable: false) }

@@ -95,13 +95,23 @@ extension Commands {
         }
     }
 
-    /// The `HOST:PORT` value of `flag`, or `nil` when it is absent.
+    /// The first `HOST:PORT` of `flag`'s value (a comma-separated list is allowed: the other
+    /// nodes are where to look for the primary after a failover, see ``endpoints(_:_:)``).
     static func endpoint(_ arguments: ParsedArguments, _ flag: String) throws(UsageError) -> Endpoint {
+        try endpoints(arguments, flag)[0]
+    }
+
+    /// Every `HOST:PORT` of `flag`'s value, `A:1,B:2,C:3`; at least one.
+    static func endpoints(_ arguments: ParsedArguments, _ flag: String) throws(UsageError) -> [Endpoint] {
         let text = try arguments.requiredString(flag)
-        guard let endpoint = Endpoint(text) else {
-            throw arguments.command.error(CommandSpec.invalid(text, flag, "expected HOST:PORT or [IPV6]:PORT, port 0 to 65535"))
+        var endpoints: [Endpoint] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let endpoint = Endpoint(String(part)) else {
+                throw arguments.command.error(CommandSpec.invalid(text, flag, "expected HOST:PORT (or a comma-separated list of them), port 0 to 65535"))
+            }
+            endpoints.append(endpoint)
         }
-        return endpoint
+        return endpoints
     }
 
     /// The `--ack` level, `nil` when the flag is absent.
@@ -156,6 +166,25 @@ extension Commands {
     }
 
     // MARK: Connecting
+
+    /// Connects to the node among `endpoints` that is the primary of the highest epoch,
+    /// retrying for `patience` (a failover in progress has no primary for a moment).
+    static func connectToPrimary(_ arguments: ParsedArguments, among endpoints: [Endpoint], knownEpoch: Epoch, patience: Duration) throws -> ReplicationClient {
+        let source = secretSource(arguments)
+        var options = ClientOptions(nodeID: "shiplog-cli-\(getpid())", secret: try source.load())
+        options.clusterID = try identifier(arguments, "cluster")
+        options.connectTimeout = connectTimeout
+        options.requestsInFlightMax = clientRequestsInFlightMax
+        options.knownEpoch = knownEpoch
+        let deadline = ContinuousClock.now + patience
+        while true {
+            if let client = ReplicationClient.connectToPrimary(among: endpoints, options: options) { return client }
+            guard ContinuousClock.now < deadline else {
+                throw CommandError("no primary among \(endpoints.map(\.description).joined(separator: ",")) within \(patience)")
+            }
+            usleep(100_000)
+        }
+    }
 
     /// Connects and authenticates to `endpoint`, with the secret and cluster of `arguments`.
     static func connect(_ arguments: ParsedArguments, to endpoint: Endpoint) throws -> ReplicationClient {

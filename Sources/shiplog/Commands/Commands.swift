@@ -52,8 +52,8 @@ enum Commands {
         ])
 
     static let all =
-        [append, read, verify, inspect, recover, dump] + keyValue + [serve, follow, status]
-        + [benchAppend, benchRecovery, benchKeyValue, benchReplicate]
+        [append, read, verify, inspect, recover, dump] + keyValue + [serve, follow, status, promote]
+        + [bench, benchAppend, benchRecovery, benchKeyValue, benchReplicate]
 
     /// Flags of `append` that only a local --dir uses.
     static let localAppendFlags = ["durability", "compression", "sync-interval-ms"]
@@ -73,10 +73,12 @@ enum Commands {
             }
         case serve.path, follow.path: return try NodeCommand(arguments).run()
         case status.path: return try StatusCommand(arguments).run()
+        case promote.path: return try PromoteCommand(arguments).run()
         case verify.path: return try VerifyCommand(arguments).run()
         case inspect.path: return try InspectCommand(arguments).run()
         case recover.path: return try RecoverCommand(arguments).run()
         case dump.path: return try DumpCommand(arguments).run()
+        case bench.path: return try BenchScenarioCommand(arguments).run()
         case benchAppend.path: return try BenchAppendCommand(arguments).run()
         case benchRecovery.path: return try BenchRecoveryCommand(arguments).run()
         case benchKeyValue.path: return try BenchKeyValueCommand(arguments).run()

@@ -1,7 +1,9 @@
 import ShipLog
 
 /// `shiplog dump`: every batch's header fields and records, for humans (or one JSON object
-/// per batch). Read-only; stops with an error at damage, naming file and offset.
+/// per batch). Read-only; stops with an error at damage, naming file and offset. A control
+/// batch shows its decoded control records (`control epochStart epoch=3 previous=2
+/// previousLast=1200`) instead of record bytes.
 struct DumpCommand {
     /// Record bytes shown per record in the text form.
     static let previewBytes = 80
@@ -22,6 +24,10 @@ struct DumpCommand {
         let out = Output.standard
         while let batch = try reader.next() {
             let header = batch.header
+            if header.isControl {
+                try dumpControl(batch, to: out)
+                continue
+            }
             let records = try batch.records()
             if json {
                 var recordList: [JSONValue] = []
@@ -55,6 +61,37 @@ struct DumpCommand {
             }
         }
         return 0
+    }
+
+    /// A control batch: its header fields, then one line (or JSON value) per control record.
+    func dumpControl(_ batch: Batch, to out: Output) throws {
+        let header = batch.header
+        let records: [ControlRecord]
+        do { records = try batch.controlRecords() } catch {
+            throw CommandError("control batch LSN \(header.lsnRange): \(error)")
+        }
+        if json {
+            let object: JSONValue = [
+                "base_lsn": JSONValue(header.baseLSN.rawValue), "last_lsn": JSONValue(header.lsnRange.last.rawValue),
+                "records": JSONValue(Int(header.recordCount)), "epoch": JSONValue(header.epoch.rawValue),
+                "control": JSONValue.bool(true), "stored_bytes": JSONValue(Int(header.storedLength)),
+                "batch_crc": JSONValue(hex(header.batchCRC)), "payload_crc": JSONValue(hex(header.payloadCRC)),
+                "previous_batch_crc": JSONValue(hex(header.previousBatchCRC)),
+                "synced_through": JSONValue(header.syncedThrough.rawValue), "timestamp_ns": JSONValue(header.timestamp),
+                "control_records": JSONValue.array(records.map { JSONValue($0.description) }),
+            ]
+            out.line(object.rendered())
+            return
+        }
+        out.line(
+            "control batch LSN \(header.lsnRange) epoch \(header.epoch) \(header.storedLength) bytes "
+                + "crc \(hex(header.batchCRC)) payload \(hex(header.payloadCRC)) prev \(hex(header.previousBatchCRC)) "
+                + "synced-through \(header.syncedThrough) time \(header.timestamp)")
+        var lsn = header.baseLSN
+        for record in records {
+            out.line("  \(lsn)\tcontrol \(record)")
+            lsn = lsn.advanced(by: 1)
+        }
     }
 
     func hex(_ value: UInt32) -> String {

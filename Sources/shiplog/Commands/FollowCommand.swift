@@ -12,7 +12,7 @@ extension Commands {
             """,
         flags: [
             .value("dir", placeholder: "DIR", help: "Log directory (created when missing).", required: true),
-            .value("primary", placeholder: "HOST:PORT", help: "The primary's address.", required: true),
+            .value("primary", placeholder: "HOST:PORT[,HOST:PORT...]", help: "The primary's address; more nodes after a comma are asked for the primary after a failover.", required: true),
             .value("listen", placeholder: "HOST:PORT", help: "Address serving reads, queries and status (port 0: any free port)."),
             secretFileFlag(),
             clusterFlag(),

@@ -2,6 +2,7 @@ import Glibc
 import ShipLog
 
 /// `shiplog read`: LSN<TAB>record lines, in LSN order, from a log another process may be writing.
+/// Control batches (the engine's own records, such as epoch starts) are skipped; `dump` shows them.
 struct ReadCommand {
     /// How often `--follow` looks for new batches.
     static let followPollInterval: Duration = .milliseconds(10)
@@ -22,6 +23,7 @@ struct ReadCommand {
         let out = Output.standard
         while true {
             while let batch = try reader.next() {
+                if batch.header.isControl { continue }
                 var lsn = batch.header.baseLSN
                 try batch.records().forEach { record in
                     if lsn >= from {

@@ -10,30 +10,56 @@ struct RemoteAppendCommand {
     /// Record bytes per AppendRequest at most (a longer line still travels alone).
     static let requestRecordBytesMax = 1 << 20
 
+    /// How long to look for a new primary after losing the current one.
+    static let failoverPatience: Duration = .seconds(30)
+
     let arguments: ParsedArguments
     let server: Endpoint
+    /// Every node named by `--server A,B,C`: with more than one, a lost or replaced primary is
+    /// looked for again among them and the unanswered requests are sent to the new one.
+    let servers: [Endpoint]
     let level: CommitLevel?
 
     init(_ arguments: ParsedArguments, server: Endpoint) throws {
         self.arguments = arguments
         self.server = server
+        servers = try Commands.endpoints(arguments, "server")
         level = try Commands.commitLevel(arguments)
     }
 
     func run() throws -> Int32 {
-        let client = try Commands.connect(arguments, to: server)
+        var client = servers.count > 1
+            ? try Commands.connectToPrimary(arguments, among: servers, knownEpoch: Epoch(0), patience: Self.failoverPatience)
+            : try Commands.connect(arguments, to: server)
         let level = self.level  // nil: the primary's default (commitKind 5)
-        let sequencer = AcknowledgementSequencer()
+        let sequencer = AcknowledgementSequencer(retrying: servers.count > 1)
         var records: [[UInt8]] = []
         var recordBytes = 0
         var lineNumber = 0
 
+        func send(_ index: Int, _ batch: [[UInt8]], on client: ReplicationClient) {
+            client.submitAppend(batch, level: level) { result in sequencer.finished(index, result) }
+        }
+
         func submit() {
             guard !records.isEmpty else { return }
-            let index = sequencer.started(firstLine: lineNumber - records.count + 1, count: records.count)
-            client.submitAppend(records, level: level) { result in sequencer.finished(index, result) }
+            let index = sequencer.started(firstLine: lineNumber - records.count + 1, records: records)
+            send(index, records, on: client)
             records.removeAll(keepingCapacity: true)
             recordBytes = 0
+        }
+
+        /// After a failover: every request that failed for a reason a new primary can fix is
+        /// sent again, in order, to the primary found among the servers. (A request whose
+        /// answer was lost may have been appended by the old primary: it is then appended
+        /// twice; only the acknowledged LSNs are printed.)
+        func failOver() throws {
+            sequencer.waitForAll()
+            let retry = sequencer.takeRetries()
+            guard !retry.isEmpty else { return }
+            client.close()
+            client = try Commands.connectToPrimary(arguments, among: servers, knownEpoch: sequencer.highestEpoch, patience: Self.failoverPatience)
+            for (index, batch) in retry { send(index, batch, on: client) }
         }
 
         func add(_ line: ArraySlice<UInt8>) throws {
@@ -52,8 +78,14 @@ struct RemoteAppendCommand {
             while !sequencer.hasFailure, let chunk = try lines.nextChunk() {
                 for line in chunk { try add(line) }
                 submit()
+                if sequencer.needsRetry { try failOver() }
             }
             submit()
+            while true {
+                sequencer.waitForAll()
+                guard sequencer.needsRetry else { break }
+                try failOver()
+            }
         } catch {
             inputError = error
         }
@@ -125,19 +157,28 @@ struct LineReader {
 final class AcknowledgementSequencer: @unchecked Sendable {
     // @unchecked: every var is guarded by `lock`; stdout is written only under it.
     private let lock = NSLockLike()
+    /// Whether failures a new primary can fix are kept for ``takeRetries()`` instead of
+    /// stopping the output.
+    private let retrying: Bool
     private var firstLines: [Int: Int] = [:]
+    private var requests: [Int: [[UInt8]]] = [:]
     private var answers: [Int: Result<AppendResult, ReplicationError>] = [:]
+    private var retries: [Int] = []
     private var started = 0
     private var nextToPrint = 0
     private var outstanding = 0
     private var anyFailure = false
+    private var epoch = Epoch(0)
     private(set) var stoppedAt: (line: Int, error: ReplicationError)?
 
-    /// Registers a request of `count` records starting at input line `firstLine`; returns its index.
-    func started(firstLine: Int, count: Int) -> Int {
+    init(retrying: Bool = false) { self.retrying = retrying }
+
+    /// Registers a request of `records` starting at input line `firstLine`; returns its index.
+    func started(firstLine: Int, records: [[UInt8]]) -> Int {
         lock.withLock {
             defer { started += 1 }
             firstLines[started] = firstLine
+            if retrying { requests[started] = records }
             outstanding += 1
             return started
         }
@@ -146,12 +187,45 @@ final class AcknowledgementSequencer: @unchecked Sendable {
     /// Called with each answer, on the client's thread.
     func finished(_ index: Int, _ result: Result<AppendResult, ReplicationError>) {
         lock.withLock {
-            answers[index] = result
             outstanding -= 1
-            if case .failure = result { anyFailure = true }
-            printReady()
+            if case .failure(let error) = result, retrying, Self.isFixedByFailover(error) {
+                retries.append(index)
+            } else {
+                answers[index] = result
+                requests[index] = nil
+                if case .success(let appended) = result { epoch = max(epoch, appended.epoch) }
+                if case .failure = result { anyFailure = true }
+                printReady()
+            }
         }
         lock.signal()
+    }
+
+    /// Errors after which the same request may succeed on another primary.
+    static func isFixedByFailover(_ error: ReplicationError) -> Bool {
+        switch error {
+        case .transport, .connectionClosed, .truncatedStream, .shutDown: return true
+        case .refused(_, let failure), .requestFailed(let failure):
+            switch failure.reason {
+            case .notPrimary, .shuttingDown, .staleEpoch, .logFailed: return true
+            default: return false
+            }
+        default: return false
+        }
+    }
+
+    var needsRetry: Bool { lock.withLock { !retries.isEmpty } }
+    var highestEpoch: Epoch { lock.withLock { epoch } }
+
+    /// The requests to send again (index and records), in input order; each counts as
+    /// outstanding again.
+    func takeRetries() -> [(Int, [[UInt8]])] {
+        lock.withLock {
+            let taken = retries.sorted().map { ($0, requests[$0] ?? []) }
+            retries.removeAll()
+            outstanding += taken.count
+            return taken
+        }
     }
 
     /// With the lock held: prints answers in order until one is missing or failed.

@@ -41,6 +41,11 @@ struct RemoteReadCommand {
                 guard batch.lsnRange.first <= request, batch.lsnRange.last >= request else {
                     throw CommandError("read --server \(server): expected the batch holding LSN \(request), got LSNs \(batch.lsnRange)")
                 }
+                // Control batches (an epoch start) hold the engine's records, not the application's.
+                if batch.header.isControl {
+                    request = batch.lsnRange.last.advanced(by: 1)
+                    continue
+                }
                 let records: RecordBlock
                 do { records = try batch.records() } catch {
                     throw CommandError("read --server \(server): batch LSN \(batch.lsnRange) has a bad record block: \(error)")

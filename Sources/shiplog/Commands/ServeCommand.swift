@@ -1,5 +1,6 @@
 import Glibc
 import ShipLog
+import ShipLogFailover
 
 extension Commands {
     static let serve = CommandSpec(
@@ -24,6 +25,15 @@ extension Commands {
             .value(
                 "on-timeout", .choice(CommitTimeoutPolicy.allCases.map(\.rawValue)),
                 help: "After a commit timeout: fail the append, or answer it degraded (asynchronous).", default: "fail"),
+            .value(
+                "elect", placeholder: "URL",
+                help: "Take part in a leader election: etcd://HOST:PORT[/prefix] or zookeeper://HOST:PORT[/path]; the winner is the primary, the others follow it."),
+            .value(
+                "lease-seconds", .unsignedInteger(1...60), placeholder: "S",
+                help: "Leader lease TTL with --elect; the leader fences itself before it can run out.", default: "5"),
+            .value(
+                "advertise", placeholder: "HOST:PORT",
+                help: "With --elect: the address the others reach this node at (default: the --listen address)."),
         ] + nodeTuningFlags() + [
             .value(
                 "slot-retained-bytes", .unsignedInteger(1...UInt64(Int64.max)), placeholder: "BYTES",
@@ -67,6 +77,11 @@ struct NodeSettings {
     var commitTimeout: Duration = .seconds(10)
     var commitTimeoutPolicy = CommitTimeoutPolicy.fail
     var slotRetainedBytes: Int64 = 16 << 30
+    /// The other nodes named by `--primary A,B,C` (a follower looks for the primary among them
+    /// after a failover).
+    var peers: [Endpoint] = []
+    /// `--elect`: the coordination service URL, the lease TTL, the advertised address.
+    var election: (url: String, ttl: Duration, advertise: Endpoint?)?
     var machineOptions = StateMachineOptions()
 
     /// `serve` or `follow` arguments; usage errors only.
@@ -84,8 +99,18 @@ struct NodeSettings {
             commitTimeout = .milliseconds(Int(try arguments.uint64("commit-timeout") ?? 10_000))
             commitTimeoutPolicy = try arguments.choice("on-timeout", from: ["fail": .fail, "degrade": .degrade]) ?? .fail
             slotRetainedBytes = Int64(try arguments.uint64("slot-retained-bytes") ?? UInt64(slotRetainedBytes))
+            if let url = arguments.string("elect") {
+                let ttl = Duration.seconds(Int64(try arguments.uint64("lease-seconds") ?? 5))
+                do { _ = try ElectionConfig(url: url, ttl: ttl) } catch {
+                    throw arguments.command.error(CommandSpec.invalid(url, "elect", "\(error)"))
+                }
+                let advertise = arguments.contains("advertise") ? try Commands.endpoint(arguments, "advertise") : nil
+                election = (url, ttl, advertise)
+            }
         } else {
-            role = .follower(primary: try Commands.endpoint(arguments, "primary"))
+            let primaries = try Commands.endpoints(arguments, "primary")
+            role = .follower(primary: primaries[0])
+            peers = Array(primaries.dropFirst())
             listen = arguments.contains("listen") ? try Commands.endpoint(arguments, "listen") : nil
             nodeID = try Commands.identifier(arguments, "node", default: Self.defaultFollowerID(directory: dir))
         }
@@ -113,6 +138,9 @@ struct NodeSettings {
         options.commitTimeout = commitTimeout
         options.commitTimeoutPolicy = commitTimeoutPolicy
         options.slotRetainedBytesMax = slotRetainedBytes
+        options.peers = peers
+        // An elected node accepts appends only while it holds the leader lease.
+        options.fencedAtStart = election != nil
         return options
     }
 }
@@ -156,8 +184,12 @@ struct NodeCommand {
         if let report = node.host?.recoveryReport {
             for line in report.description.split(separator: "\n") { note(String(line)) }
         }
+        var manager: FailoverManager<KeyValueStateMachine>?
+        if let election = settings.election {
+            manager = try startElection(node, election: election)
+        }
         announce(node)
-        let status = waitForStop(node, signals: signals)
+        let status = waitForStop(node, signals: signals, manager: manager)
         return status
     }
 
@@ -171,11 +203,21 @@ struct NodeCommand {
     }
 
     /// Runs until a signal (exit 0 after a clean shutdown) or a failed log (exit 1).
-    private func waitForStop(_ node: ReplicaNode<KeyValueStateMachine>, signals: TerminationSignals) -> Int32 {
+    private func waitForStop(
+        _ node: ReplicaNode<KeyValueStateMachine>, signals: TerminationSignals, manager: FailoverManager<KeyValueStateMachine>?
+    ) -> Int32 {
+        var reported = 0
         while true {
-            if let signal = signals.wait(timeout: Self.healthCheckInterval) {
+            if let manager {
+                let history = manager.history
+                for line in history.dropFirst(reported) { note("election: \(line)") }
+                reported = history.count
+            }
+            if let signal = signals.wait(timeout: manager == nil ? Self.healthCheckInterval : .milliseconds(200)) {
                 signals.restoreDefaults()
                 note("\(TerminationSignals.name(signal)): stopping (no new connections; appends in flight get their answers)")
+                // A leader resigns first, so another node can take over at once.
+                manager?.stop()
                 node.shutdown()
                 note("stopped")
                 return 0
@@ -186,6 +228,27 @@ struct NodeCommand {
                 node.shutdown()
                 return 1
             }
+        }
+    }
+
+    /// Starts the election loop (docs/FAILOVER.md): the node starts fenced and accepts appends
+    /// only while it holds the leader lease.
+    private func startElection(
+        _ node: ReplicaNode<KeyValueStateMachine>, election: (url: String, ttl: Duration, advertise: Endpoint?)
+    ) throws -> FailoverManager<KeyValueStateMachine> {
+        guard let advertised = election.advertise ?? node.listenEndpoint else {
+            throw CommandError("--elect needs an address the other nodes reach: give --advertise HOST:PORT")
+        }
+        do {
+            let config = try ElectionConfig(url: election.url, ttl: election.ttl)
+            let service = try makeCoordinationService(config: config)
+            let manager = FailoverManager(node: node, service: service, advertised: advertised, config: config)
+            manager.start()
+            note("election through \(config) with a \(election.ttl) lease, advertising \(advertised)")
+            return manager
+        } catch {
+            node.shutdown()
+            throw CommandError("--elect \(election.url): \(error)")
         }
     }
 
