@@ -105,7 +105,7 @@ func decode(_ stream: [UInt8], limit: Int, feeding: Int) -> ([Frame], Ending) {
 }
 
 /// The message type codes of section 4, written from the table.
-let specifiedTypes: Set<UInt8> = Set(Array(0x01...0x05) + Array(0x10...0x15) + Array(0x20...0x27))
+let specifiedTypes: Set<UInt8> = Set(Array(0x01...0x05) + Array(0x10...0x15) + Array(0x20...0x29))
 
 /// Section 3.3, condition by condition.
 func referenceFrames(_ s: [UInt8], limit: Int) -> ([(offset: UInt64, type: UInt8, payload: [UInt8])], Ending) {
@@ -224,6 +224,15 @@ func checkReference(_ frame: Frame, decoded: Message?) {
             expected = .queryResponse(.init(requestID: le64(p, 0), outcome: .result(appliedLSN: LSN(le64(p, 9)), Array(p[21...]))))
         }
         require(decoded == expected, "QueryResponse: decoder says \(String(describing: decoded)), section 8.6 \(String(describing: expected))")
+    case .promoteRequest:
+        let expected: Message? = p.count == 16 ? .promoteRequest(.init(requestID: le64(p, 0), minimumEpoch: Epoch(le64(p, 8)))) : nil
+        require(decoded == expected, "PromoteRequest: decoder says \(String(describing: decoded)), section 8.7 \(String(describing: expected))")
+    case .promoteResponse where p.count >= 9 && p[8] != 1:
+        var expected: Message?
+        if p[8] == 0, p.count == 25, le64(p, 9) >= 1, le64(p, 17) >= 1 {
+            expected = .promoteResponse(.init(requestID: le64(p, 0), outcome: .promoted(epoch: Epoch(le64(p, 9)), firstLSN: LSN(le64(p, 17)))))
+        }
+        require(decoded == expected, "PromoteResponse: decoder says \(String(describing: decoded)), section 8.7 \(String(describing: expected))")
     case .appendResponse where p.count >= 9 && p[8] != 1:
         var expected: Message?
         if p[8] == 0 || p[8] == 2, p.count == 33 {

@@ -6,20 +6,29 @@ struct RemoteReadCommand {
     /// How long one `--follow` request waits on the node for records after the end.
     static let followWait: Duration = .seconds(10)
 
+    /// How long `--server A,B,C` looks for the primary again after losing its node.
+    static let failoverPatience: Duration = .seconds(30)
+
     let arguments: ParsedArguments
     let server: Endpoint
+    /// Every node of `--server A,B,C`: with more than one, reading goes on from the primary
+    /// found among them when the node read from goes away.
+    let servers: [Endpoint]
     let from: LSN
     let follow: Bool
 
     init(_ arguments: ParsedArguments, server: Endpoint) throws {
         self.arguments = arguments
         self.server = server
+        servers = try Commands.endpoints(arguments, "server")
         from = LSN(try arguments.uint64("from") ?? 1)
         follow = arguments.flag("follow")
     }
 
     func run() throws -> Int32 {
-        let client = try Commands.connect(arguments, to: server)
+        var client = servers.count > 1
+            ? try Commands.connectToPrimary(arguments, among: servers, knownEpoch: Epoch(0), patience: Self.failoverPatience)
+            : try Commands.connect(arguments, to: server)
         defer { client.close() }
         let out = Output.standard
         var request = from
@@ -28,6 +37,12 @@ struct RemoteReadCommand {
             let batches: [Batch]
             do {
                 (last, batches) = try client.read(from: request, wait: follow ? Self.followWait : .zero)
+            } catch where servers.count > 1 && AcknowledgementSequencer.isFixedByFailover(error) {
+                // The node went away (a failover): go on from the primary found among the servers.
+                let epoch = client.epoch
+                client.close()
+                client = try Commands.connectToPrimary(arguments, among: servers, knownEpoch: epoch, patience: Self.failoverPatience)
+                continue
             } catch {
                 // Past the end: nothing to print yet (`read --dir` prints nothing either).
                 guard case .requestFailed(let failure) = error, case .lsnOutOfRange(let first, let end) = failure.reason,
