@@ -16,19 +16,25 @@ BENCH_FLAGS ?=
 # Long runs of the seeded and kill suites (`make soak`).
 SOAK_SEEDS ?= 50000
 SOAK_KILLS ?= 2000
+# Primary SIGKILLs per coordination service (etcd, ZooKeeper) in the failover soak.
+SOAK_FAILOVER_KILLS ?= 200
 
-.PHONY: all deps build release test unit-test bench bench-check soak fuzz fuzz-smoke clean
+.PHONY: all deps test-deps build release test unit-test bench bench-check soak fuzz fuzz-smoke clean
 
 all: build
 
-# liblz4-dev (headers + pkg-config file) and pkg-config itself; Chromium and the coordination
-# services for their tests.
+# liblz4-dev (headers + pkg-config file) and pkg-config itself: all the engine and `make bench` need.
 deps:
 	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists liblz4; then \
 		echo "make: installing $(APT_PACKAGES)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make: need root to apt-get install $(APT_PACKAGES)" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
+	@command -v $(SWIFT) >/dev/null || { echo "make: swift toolchain not found on PATH" >&2; exit 1; }
+
+# What the tests need beyond the engine: Chromium (bench report test) and the coordination
+# services (election tests).
+test-deps: deps
 	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
 		echo "make: installing $(BROWSER_PACKAGES) (headless Chromium for the bench report test)"; \
 		if [ "$$(id -u)" != 0 ]; then echo "make: need root to apt-get install $(BROWSER_PACKAGES); the Chromium test will be skipped" >&2; \
@@ -45,7 +51,6 @@ deps:
 			if [ -n "$$policy" ]; then rm -f $$policy; fi; \
 		fi; \
 	fi
-	@command -v $(SWIFT) >/dev/null || { echo "make: swift toolchain not found on PATH" >&2; exit 1; }
 
 build: deps
 	$(SWIFT) build
@@ -57,7 +62,7 @@ release: deps
 # sweeps, fault injection), CLI and kill -9 tests, then each fuzz target for 30 s.
 test: unit-test fuzz-smoke
 
-unit-test: deps
+unit-test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
@@ -77,10 +82,11 @@ bench-check: deps
 	SWIFT=$(SWIFT) Benchmarks/check-thresholds.sh
 
 # Long soaks: many more simulated crashes and real SIGKILLs than `make test` runs.
-soak: deps
+soak: test-deps
 	$(SWIFT) build --build-tests
 	SHIPLOG_SEEDS=$(SOAK_SEEDS) $(SWIFT) test --skip-build --filter ShipLogRecoveryTests
 	SHIPLOG_KILLS=$(SOAK_KILLS) $(SWIFT) test --skip-build --filter 'KillNineTests|KeyValueCLITests'
+	SHIPLOG_FAILOVER_KILLS=$(SOAK_FAILOVER_KILLS) $(SWIFT) test --skip-build --filter FailoverProcessTests
 
 # Coverage-guided fuzzing: libFuzzer + ASan targets built outside SwiftPM (Fuzz/README.md).
 # A crash, broken invariant, timeout or over-limit allocation fails the run and prints the
