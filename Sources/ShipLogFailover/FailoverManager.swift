@@ -54,6 +54,7 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
     private var leadership: (any Leadership)?
     private var stopped = false
     private var thread: OwnedThread?
+    private var leaseWatch: OwnedThread?
     private var events: [String] = []
     /// How often the loop looks at the lease, between renewals.
     static var tick: Duration { .milliseconds(50) }
@@ -69,17 +70,21 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
 
     public func start() {
         let thread = OwnedThread.start(name: "shiplog-elect") { [self] in run() }
-        lock.withLock { self.thread = thread }
+        let leaseWatch = OwnedThread.start(name: "shiplog-lease") { [self] in watchLease() }
+        lock.withLock {
+            self.thread = thread
+            self.leaseWatch = leaseWatch
+        }
     }
 
     /// Stops the loop; a leader resigns so another node can take over at once.
     public func stop() {
-        let thread = lock.withLock { () -> OwnedThread? in
+        let threads = lock.withLock { () -> [OwnedThread] in
             stopped = true
-            return self.thread
+            return [self.thread, self.leaseWatch].compactMap { $0 }
         }
         lock.broadcast()
-        thread?.join()
+        for thread in threads { thread.join() }
         let held = lock.withLock { () -> (any Leadership)? in
             let held = leadership
             leadership = nil
@@ -136,6 +141,30 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
             }
             lock.withLock {
                 if !stopped { lock.wait(untilMonotonicNanoseconds: monotonicNanoseconds() &+ Self.tick.nanoseconds) }
+            }
+        }
+    }
+
+    /// Fences the node when its lease's `validUntil` passes, whatever the loop is blocked in:
+    /// a renewal retried late, or a publish to an unreachable service, can each take
+    /// `operationTimeout` and together end after `validUntil`, up to and past the lease's end
+    /// on the service, while another node may already have been elected.
+    private func watchLease() {
+        while true {
+            let (stop, held) = lock.withLock { (stopped, leadership) }
+            if stop { return }
+            let now = monotonicNanoseconds()
+            var wake = now &+ Self.tick.nanoseconds
+            if let held {
+                let deadline = held.validUntil
+                if now >= deadline {
+                    loseLeadership("the lease could not be renewed before it ran out", ifStill: held)
+                    continue
+                }
+                wake = min(wake, deadline)
+            }
+            lock.withLock {
+                if !stopped { lock.wait(untilMonotonicNanoseconds: wake) }
             }
         }
     }
@@ -210,6 +239,12 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         // node that leads again after others led gets no older epoch than theirs.
         do {
             let (epoch, first) = try node.promote(minimumEpoch: Epoch(highestEpoch.rawValue + 1))
+            // The lease watch may have given the leadership up while the promotion ran.
+            guard lock.withLock({ leadership === won }) else {
+                node.fence(reason: "the lease ran out while this node was being promoted")
+                note("fenced: the lease ran out while this node was being promoted to epoch \(epoch)")
+                return
+            }
             note("leader: primary of epoch \(epoch) from LSN \(first), \((monotonicNanoseconds() - started) / 1_000_000) ms after the campaign began")
         } catch {
             note("promotion failed: \(error); resigning")
@@ -241,13 +276,16 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         }
     }
 
-    private func loseLeadership(_ reason: String) {
-        node.fence(reason: reason)
+    /// Fences the node and resigns the leadership held (only `expected`, when given: the lease
+    /// watch must not drop a leadership won since it looked).
+    private func loseLeadership(_ reason: String, ifStill expected: (any Leadership)? = nil) {
         let held = lock.withLock { () -> (any Leadership)? in
-            let held = leadership
+            guard let held = leadership, expected.map({ $0 === held }) ?? true else { return nil }
             leadership = nil
             return held
         }
+        guard expected == nil || held != nil else { return }
+        node.fence(reason: reason)
         held?.resign()
         note("fenced: \(reason)")
     }

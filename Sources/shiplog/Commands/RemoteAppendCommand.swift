@@ -12,6 +12,9 @@ struct RemoteAppendCommand {
 
     /// How long to look for a new primary after losing the current one.
     static let failoverPatience: Duration = .seconds(30)
+    /// Pause before sending failed requests again, so a primary that is still gathering its
+    /// followers is not asked again at once.
+    static let failoverBackoff: Duration = .milliseconds(100)
 
     let arguments: ParsedArguments
     let server: Endpoint
@@ -53,10 +56,21 @@ struct RemoteAppendCommand {
         /// sent again, in order, to the primary found among the servers. (A request whose
         /// answer was lost may have been appended by the old primary: it is then appended
         /// twice; only the acknowledged LSNs are printed.)
+        var retryingSince: ContinuousClock.Instant?
         func failOver() throws {
             sequencer.waitForAll()
+            guard sequencer.needsRetry else {
+                retryingSince = nil
+                return
+            }
+            let since = retryingSince ?? .now
+            retryingSince = since
+            guard ContinuousClock.now - since < Self.failoverPatience else {
+                sequencer.giveUpRetries()
+                throw CommandError("append --server: no primary among the servers took the appends again within \(Self.failoverPatience)")
+            }
             let retry = sequencer.takeRetries()
-            guard !retry.isEmpty else { return }
+            usleep(UInt32(Self.failoverBackoff.nanoseconds / 1000))
             client.close()
             client = try Commands.connectToPrimary(arguments, among: servers, knownEpoch: sequencer.highestEpoch, patience: Self.failoverPatience)
             for (index, batch) in retry { send(index, batch, on: client) }
@@ -207,7 +221,9 @@ final class AcknowledgementSequencer: @unchecked Sendable {
         case .transport, .connectionClosed, .truncatedStream, .shutDown: return true
         case .refused(_, let failure), .requestFailed(let failure):
             switch failure.reason {
-            case .notPrimary, .shuttingDown, .staleEpoch, .logFailed: return true
+            // commitUnavailable: a new primary answers before its followers have reconnected
+            // (Kafka retries NOT_ENOUGH_REPLICAS the same way); nothing was appended.
+            case .notPrimary, .shuttingDown, .staleEpoch, .logFailed, .commitUnavailable: return true
             default: return false
             }
         default: return false
@@ -216,6 +232,16 @@ final class AcknowledgementSequencer: @unchecked Sendable {
 
     var needsRetry: Bool { lock.withLock { !retries.isEmpty } }
     var highestEpoch: Epoch { lock.withLock { epoch } }
+
+    /// Ends the requests waiting to be sent again as failed (the command gives up).
+    func giveUpRetries() {
+        lock.withLock {
+            for index in retries { answers[index] = .failure(.shutDown) }
+            retries.removeAll()
+            anyFailure = true
+            printReady()
+        }
+    }
 
     /// The requests to send again (index and records), in input order; each counts as
     /// outstanding again.
