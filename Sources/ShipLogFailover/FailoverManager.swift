@@ -56,6 +56,8 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
     private var thread: OwnedThread?
     private var leaseWatch: OwnedThread?
     private var events: [String] = []
+    /// The highest epoch seen in any member record or leader key so far (guarded by `lock`).
+    private var highestObserved = Epoch(0)
     /// How often the loop looks at the lease, between renewals.
     static var tick: Duration { .milliseconds(50) }
     /// Events kept for the status page and tests.
@@ -107,6 +109,13 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
     }
 
     private var isStopped: Bool { lock.withLock { stopped } }
+
+    private var observedEpoch: Epoch { lock.withLock { highestObserved } }
+
+    private func observe(_ records: [(nodeID: String, value: [UInt8])]) {
+        let highest = records.compactMap { MemberRecord(decoding: $0.value)?.epoch }.max() ?? Epoch(0)
+        lock.withLock { highestObserved = max(highestObserved, highest) }
+    }
 
     // MARK: The loop
 
@@ -181,6 +190,8 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         do { try service.publish(nodeID: node.options.nodeID, value: record().encoded) } catch {
             note("publishing this member failed: \(error)")
         }
+        // Remember the newest epoch anyone publishes, for a campaign after its node is gone.
+        if let members = try? service.members() { observe(members) }
     }
 
     /// Without the lease: a primary fences itself; a follower follows the leader, or
@@ -195,6 +206,7 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
             return
         }
         if let leader {
+            observe([leader])
             guard leader.nodeID != node.options.nodeID else { return }
             guard let record = MemberRecord(decoding: leader.value), let endpoint = Endpoint(record.address) else {
                 note("the leader key of \(leader.nodeID) holds no address this node understands")
@@ -216,6 +228,7 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
             note("listing members failed: \(error)")
             return false
         }
+        observe(members)
         for member in members where member.nodeID != node.options.nodeID {
             guard let other = MemberRecord(decoding: member.value) else { continue }
             if (other.epoch, other.flushedLSN.rawValue, member.nodeID) > (mine.epoch, mine.flushedLSN.rawValue, node.options.nodeID) {
@@ -226,7 +239,10 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
     }
 
     private func campaign() {
-        let highestEpoch = ((try? service.members()) ?? []).compactMap { MemberRecord(decoding: $0.value)?.epoch }.max() ?? Epoch(0)
+        let published = ((try? service.members()) ?? []).compactMap { MemberRecord(decoding: $0.value)?.epoch }.max() ?? Epoch(0)
+        // Above every epoch this node has seen published, not only the live members' (a
+        // leader that died after starting its epoch no longer publishes it).
+        let highestEpoch = max(published, observedEpoch, node.host?.log.epoch ?? Epoch(0))
         let started = monotonicNanoseconds()
         let won: (any Leadership)?
         do { won = try service.campaign(nodeID: node.options.nodeID, value: record().encoded) } catch {

@@ -156,7 +156,11 @@ final class CommitTracker: @unchecked Sendable {
     func unavailability(of level: CommitLevel) -> String? {
         let connected = connectedFollowerCount
         switch level {
-        case .local, .all: return nil
+        case .local: return nil
+        case .all:
+            // `all` with an empty replica set would be `local`: a write nobody else holds.
+            let registered = lock.withLock { followers.count }
+            return registered > 0 ? nil : "all needs at least one follower in the replica set, there is none"
         case .write(let k), .flush(let k), .apply(let k):
             return connected >= k ? nil : "\(level) needs \(k) connected followers, \(connected) connected"
         }

@@ -131,7 +131,7 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
             sender.fail(Message.Failure(.protocolViolation, text: "this follower expected a primary, \(peer.nodeID) is a \(peer.role)"))
             throw .handshakeFailed(peer: peer.address, reason: "\(peer.nodeID) at \(primary) is a \(peer.role), not the primary")
         }
-        guard peer.epoch >= identity.epoch else {
+        guard peer.epoch >= identity.epoch || !options.fencesByEpoch else {
             sender.fail(Message.Failure(.staleEpoch(current: identity.epoch), text: "this follower has seen epoch \(identity.epoch)"), refuse: true)
             throw .handshakeFailed(peer: peer.address, reason: "primary \(peer.nodeID) is in epoch \(peer.epoch), older than this follower's \(identity.epoch)")
         }

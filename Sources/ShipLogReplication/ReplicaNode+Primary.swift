@@ -72,10 +72,14 @@ extension ReplicaNode {
         receiveStatuses(stream, receiver: &receiver)
         stream.close()
         shipper.join()
-        tracker.followerDisconnected(peer.nodeID)
-        lock.withLock {
-            if streams[peer.nodeID] === stream { streams[peer.nodeID] = nil }
+        // Only the follower's current stream may mark it disconnected: a reconnection may
+        // already have replaced this one.
+        let current = lock.withLock { () -> Bool in
+            guard streams[peer.nodeID] === stream else { return false }
+            streams[peer.nodeID] = nil
+            return true
         }
+        if current { tracker.followerDisconnected(peer.nodeID) }
         slots.persist()
     }
 

@@ -225,10 +225,12 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     }
 
     /// The followers of the replica set are the slots: known to the tracker (disconnected)
-    /// until they connect.
+    /// until they connect. Their positions start at zero: a slot's LSN holds back retention but
+    /// confirms nothing, since it may name records of an earlier term's history that a rejoin
+    /// has since truncated. Only statuses of this term move positions.
     func loadSlotsIntoTracker() {
-        for (nodeID, lsn) in slots.positions {
-            tracker.followerConnected(nodeID, positions: FollowerPositions(written: lsn, flushed: lsn, applied: .zero))
+        for nodeID in slots.positions.keys {
+            tracker.followerConnected(nodeID, positions: FollowerPositions())
             tracker.followerDisconnected(nodeID)
         }
     }
@@ -236,7 +238,7 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     /// Epoch fencing (docs/PROTOCOL.md 6.1), after authentication: a primary that hears of a
     /// newer epoch has been replaced and stops accepting appends.
     private func fence(by peer: PeerInfo) -> Message.Failure? {
-        guard isPrimary, let ownEpoch = host?.log.epoch, peer.epoch > ownEpoch else { return nil }
+        guard options.fencesByEpoch, isPrimary, let ownEpoch = host?.log.epoch, peer.epoch > ownEpoch else { return nil }
         lock.withLock { fencedBy = max(fencedBy ?? peer.epoch, peer.epoch) }
         return Message.Failure(.staleEpoch(current: peer.epoch), text: "this primary's epoch \(ownEpoch) is older; it stops accepting writes")
     }

@@ -57,6 +57,13 @@ public struct ReplicationOptions: Sendable {
     /// The other nodes of the cluster: a follower that cannot reach its primary asks them which
     /// one is the primary of the highest epoch (after a failover) and follows that one.
     public var peers: [Endpoint] = []
+    /// Whether epochs fence (docs/PROTOCOL.md 6.1): a primary that meets an authenticated peer
+    /// of a newer epoch stops accepting appends, and a follower refuses a primary older than
+    /// its own epoch. A node whose role a leader election decides turns it off: the leader
+    /// lease is what fences there, and a node that comes back with an epoch nobody else saw
+    /// (it was promoted and died before shipping it) must rejoin the elected primary, not
+    /// fence it.
+    public var fencesByEpoch = true
     /// A primary that starts fenced accepts no append until it is unfenced (a node run by a
     /// leader election starts so, and is unfenced only once it holds the leader lease).
     public var fencedAtStart = false

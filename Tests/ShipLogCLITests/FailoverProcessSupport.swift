@@ -190,6 +190,17 @@ final class CoordinationServer: @unchecked Sendable {
     }
 
     /// A free loopback port (bound once, then released).
+    /// A free port in 20000 ... 32767, never one an outgoing connection could take.
+    static func freePortBelowEphemeralRange() throws -> UInt16 {
+        for _ in 0..<200 {
+            let port = UInt16.random(in: 20_000...32_767)
+            guard let listener = try? TCPNetwork().listen(on: Endpoint(host: "127.0.0.1", port: port)) else { continue }
+            listener.close()
+            return port
+        }
+        return try freePort()
+    }
+
     static func freePort() throws -> UInt16 {
         let listener = try TCPNetwork().listen(on: Endpoint(host: "127.0.0.1", port: 0))
         defer { listener.close() }
@@ -473,7 +484,10 @@ final class ElectedCluster: @unchecked Sendable {
         let prefix = "/failover-\(safe)-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
         self.prefix = prefix
         self.leaseSeconds = leaseSeconds
-        ports = try (0..<count).map { _ in try CoordinationServer.freePort() }
+        // Below Linux's ephemeral range (32768-60999): a node restarted after a SIGKILL must get
+        // its port back, and an outgoing connection of another node could hold a port that was
+        // handed out from that range.
+        ports = try (0..<count).map { _ in try CoordinationServer.freePortBelowEphemeralRange() }
         electionURLs = (0..<count).map { server.url(prefix: prefix, port: proxies?[$0].port) }
         self.flags = flags
         var options = ClientOptions(nodeID: "failover-test", secret: try SharedSecret(bytes: Array(Self.secret.utf8)))

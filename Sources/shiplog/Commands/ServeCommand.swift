@@ -141,6 +141,8 @@ struct NodeSettings {
         options.peers = peers
         // An elected node accepts appends only while it holds the leader lease.
         options.fencedAtStart = election != nil
+        // Under an election the lease fences, not epochs (ReplicationOptions.fencesByEpoch).
+        options.fencesByEpoch = election == nil
         return options
     }
 }
