@@ -43,7 +43,7 @@ extension LogRecovery {
     /// byte in `quarantine/<quarantineLabel>/`: the rejoin of a former primary or a diverged
     /// follower, once the divergence point is known (docs/RECOVERY.md section 12).
     ///
-    /// `lsn` must be a batch boundary the log holds, `firstLSN - 1` (everything goes), or the
+    /// `lsn` must be a batch boundary the log holds, `firstLSN - 1` or 0 (everything goes), or the
     /// log's last LSN (nothing changes). Strict recovery runs first. Then, each step durable
     /// before the next: the segments after the one holding `lsn` move whole into quarantine,
     /// newest first; that segment's bytes after the boundary (batches, and its footer when it
@@ -77,7 +77,7 @@ extension LogRecovery {
         guard lsn <= end else {
             throw .invalidArgument("cannot truncate after LSN \(lsn): the log ends at LSN \(end)")
         }
-        guard lsn.advanced(by: 1) >= first else {
+        guard lsn == .zero || lsn.advanced(by: 1) >= first else {
             throw .invalidArgument("cannot truncate after LSN \(lsn): the log starts at LSN \(first)")
         }
         if lsn == end { return report }

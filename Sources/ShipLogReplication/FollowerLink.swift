@@ -244,15 +244,44 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
         let directory = node.directory
         let fileSystem = node.fileSystem
         let options = node.stateMachineOptions.log
+        // The state after truncation is the newest checkpoint at or before `keep` plus the log
+        // after it. When retention already dropped the log such a checkpoint would need (the
+        // checkpoints that allowed it are past `keep`), nothing can rebuild the state: start
+        // over empty instead, and the primary re-seeds this node from its own checkpoint.
+        let checkpoints: [(lsn: LSN, path: FilePath)]
+        do { checkpoints = try CheckpointStore(logDirectory: directory, fileSystem: fileSystem).newestFirst() } catch {
+            throw .log(error)
+        }
+        let restorable = firstKept == .zero || checkpoints.contains { $0.lsn <= keep && $0.lsn >= firstKept }
+        let keepAnything = keep >= firstKept && restorable
         try node.replaceHost { () throws(LogError) in
-            // Checkpoints first: a checkpoint must never cover records the log no longer has.
-            try CheckpointStore(logDirectory: directory, fileSystem: fileSystem).removeCheckpoints(after: keep)
-            if keep >= firstKept {
+            if keepAnything {
+                // Checkpoints first: a checkpoint must never cover records the log no longer has.
+                try CheckpointStore(logDirectory: directory, fileSystem: fileSystem).removeCheckpoints(after: keep)
                 _ = try LogRecovery.truncate(directory: directory, fileSystem: fileSystem, after: keep, quarantineLabel: label, options: options)
             } else {
-                try LogRecovery.resetForReseed(
-                    directory: directory, fileSystem: fileSystem, startingAt: .first, previousBatchCRC: 0, epoch: .initial,
-                    createdAt: wallClockNanoseconds(), quarantineLabel: label, options: options)
+                // Start over with no segment at all (the first batch received creates segment 1,
+                // byte for byte as the primary's), then keep the old checkpoints with the old log
+                // in quarantine: they may be the only copy of state whose log retention dropped.
+                _ = try LogRecovery.truncate(directory: directory, fileSystem: fileSystem, after: .zero, quarantineLabel: label, options: options)
+                let store = CheckpointStore(logDirectory: directory, fileSystem: fileSystem)
+                let target = directory.appending("quarantine").appending(label)
+                do {
+                    let top = directory.appending("quarantine")
+                    if !fileSystem.fileExists(at: top) { try fileSystem.createDirectory(at: top) }
+                    if !fileSystem.fileExists(at: target) { try fileSystem.createDirectory(at: target) }
+                    for checkpoint in try store.newestFirst() {
+                        try fileSystem.rename(from: checkpoint.path, to: target.appending("checkpoint-" + checkpoint.path.lastComponent))
+                    }
+                    try fileSystem.syncDirectory(at: target)
+                    try fileSystem.syncDirectory(at: store.directory)
+                } catch let error as LogError {
+                    throw error
+                } catch let error as FileSystemError {
+                    throw .io(error)
+                } catch {
+                    throw .failed(underlying: "quarantining checkpoints: \(error)")
+                }
             }
         }
         lock.withLock { rejoins += 1 }

@@ -26,6 +26,12 @@ public struct CheckpointStore: Sendable {
         try files(removingTemporaries: true)
     }
 
+    /// Every checkpoint file present, newest first, without checking them and without removing
+    /// anything (unlike ``list()``).
+    public func newestFirst() throws(LogError) -> [(lsn: LSN, path: FilePath)] {
+        try files(removingTemporaries: false)
+    }
+
     /// The newest checkpoint file present (by name), without checking it; `nil` when there is
     /// none. Unlike ``list()`` it changes nothing, so it is safe while a checkpoint is written.
     public func newest() throws(LogError) -> (lsn: LSN, path: FilePath)? {

@@ -85,13 +85,14 @@ import Testing
         Issue.record("`all` write \(appended.range) was confirmed by b while c, alive, lacked it; c's new epoch starts at LSN \(first), so the write is gone")
     }
 
-    /// Rejoin truncates after the divergence point and first removes every checkpoint past it
+    /// Rejoin truncates after the divergence point and removes every checkpoint past it
     /// (FollowerLink.rejoin). When retention had already dropped segments on the strength of
-    /// those checkpoints, the log left behind starts after LSNs no remaining checkpoint covers:
-    /// reopening the host fails ("no usable checkpoint covers LSNs the log no longer holds"),
-    /// the node is left without a host, and every later restart fails the same way. It only
+    /// those checkpoints, the truncated log started after LSNs no remaining checkpoint covered:
+    /// reopening the host failed ("no usable checkpoint covers LSNs the log no longer holds"),
+    /// the node was left without a host, and every later restart failed the same way. It only
     /// takes a former primary whose last two checkpoints are newer than what its successor got.
-    @Test func rejoinRemovesTheCheckpointsThatCoveredDroppedSegmentsAndTheNodeCannotOpen() throws {
+    /// Such a node must start over (and be streamed or re-seeded) instead.
+    @Test func rejoinBelowTheCheckpointsThatAllowedRetentionStartsOverInsteadOfLeavingALogThatCannotOpen() throws {
         var machine = TestCluster.defaultMachineOptions()
         machine.log.segmentBytesMax = Self.smallSegmentBytes
         let cluster = try ThreeNodes("rejoin-checkpoints", machineOptions: machine)
@@ -119,17 +120,22 @@ import Testing
         let (epoch, _) = try cluster.node("b").promote(minimumEpoch: Epoch(2))
         try cluster.append(1, level: .local, to: "b", knownEpoch: epoch, valueBytes: 1000)
         try cluster.start("a", following: "b")
-        let rejoined = eventually(within: .seconds(3)) {
+        let rejoined = eventually(within: .seconds(10)) {
             cluster.node("a").host?.log.lastBatchCRC == cluster.node("b").host!.log.lastBatchCRC
         }
         let error = (try? StatusDocument(of: cluster.node("a")))?.object["last_error"] as? String ?? "?"
-        withKnownIssue("rejoin removes checkpoints that cover segments retention dropped") {
-            #expect(rejoined, "a did not rejoin b after truncating to LSN \(common) (first retained LSN \(firstRetained)): \(error)")
-        }
+        #expect(rejoined, "a did not rejoin b after truncating to LSN \(common) (first retained LSN \(firstRetained)): \(error)")
+        #expect(contents(of: cluster.node("a")) == contents(of: cluster.node("b")))
+        // And it opens again.
         cluster.stop("a")
-        withKnownIssue("rejoin removes checkpoints that cover segments retention dropped") {
-            try cluster.start("a", following: "b")
-        }
+        try cluster.start("a", following: "b")
+        try cluster.waitUntilCaughtUp(["a"], with: "b")
+        // Starting over leaves no segment (LogRecovery.truncate after LSN 0): the first batch
+        // received creates segment 1 with its own timestamp as createdAt, as on every other node.
+        cluster.stop("a")
+        cluster.stop("b")
+        let difference = TestCluster.segmentsDiffer(cluster.directory("b"), cluster.directory("a"))
+        #expect(difference == nil, "a's segment files after starting over: \(difference ?? "")")
     }
 
     /// An election that promotes to one above the epochs it knows of reuses an epoch, or takes
@@ -180,7 +186,6 @@ final class ThreeNodes: @unchecked Sendable {
     let scratch: ScratchDirectory
     let network = SimulatedNetwork(seed: 0)
     private var nodes: [String: KVNode] = [:]
-    static let names = ["a", "b", "c"]
     static let port: UInt16 = 7400
     private var appended = 0
 
@@ -200,17 +205,20 @@ final class ThreeNodes: @unchecked Sendable {
 
     func endpoint(_ name: String) -> Endpoint { Endpoint(host: name, port: Self.port) }
 
+    func directory(_ name: String) -> FilePath { FilePath(scratch.path + "/" + name) }
+
     func node(_ name: String) -> KVNode { nodes[name]! }
 
     private func open(_ name: String, role: ReplicaRole) throws -> KVNode {
         var options = ReplicationOptions(nodeID: name, secret: testSecret)
         options.keepaliveInterval = .milliseconds(100)
         options.replicationTimeout = FailoverRegressionTests.replicationTimeout
+        options.handshakeTimeout = .milliseconds(800)
         options.reconnectBackoffMin = .milliseconds(10)
         options.reconnectBackoffMax = .milliseconds(100)
         options.fencesByEpoch = fencesByEpoch
         return try KVNode(
-            directory: FilePath(scratch.path + "/" + name), role: role, listen: endpoint(name), options: options,
+            directory: directory(name), role: role, listen: endpoint(name), options: options,
             stateMachineOptions: machineOptions, network: network.host(name)
         ) { KeyValueStateMachine() }
     }
