@@ -212,7 +212,9 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     func identity() -> HandshakeIdentity {
         let log = host?.log
         return HandshakeIdentity(
-            clusterID: options.clusterID, nodeID: options.nodeID, role: isPrimary ? .primary : .follower,
+            // A fenced primary accepts no append: it does not call itself the primary (clients
+            // and followers looking for the primary pass it by).
+            clusterID: options.clusterID, nodeID: options.nodeID, role: isPrimary && fencing == nil ? .primary : .follower,
             epoch: log?.epoch ?? .initial, lastLSN: log?.writtenLSN ?? .zero, lastBatchCRC: log?.lastBatchCRC ?? 0)
     }
 
