@@ -13,7 +13,9 @@ public enum CoordinationLimits {
     public static let safetyMarginMinDivisor: Int64 = 100
     /// Longest node ID, in bytes (as the replication handshake's node IDs).
     public static let nodeIDBytesMax = 64
-    /// Largest value a node stores under the prefix (a member record or the leader's value), in bytes.
+    /// Longest persistent record name (``CoordinationService/readRecord(_:)``), in bytes.
+    public static let recordNameBytesMax = 64
+    /// Largest value a node stores under the prefix (a member record, the leader's value or a persistent record), in bytes.
     public static let valueBytesMax = 16 << 10
     /// Most member records ``CoordinationService/members()`` returns.
     public static let membersMax = 256

@@ -10,7 +10,8 @@ public import ShipLogReplication
 ///
 /// Keys under the prefix P (docs/FAILOVER.md section 2): `P/leader` holds the leader's node ID,
 /// a newline and its value; `P/members/<node>` holds each member's record, `<node>` being the
-/// node ID percent-encoded.
+/// node ID percent-encoded; `P/<name>` is a persistent record (the term record `P/term`),
+/// bound to no lease or session and changed only by compare-and-set.
 public protocol CoordinationService: AnyObject, Sendable {
     /// The configuration the service was made with.
     var config: ElectionConfig { get }
@@ -41,11 +42,42 @@ public protocol CoordinationService: AnyObject, Sendable {
     func waitForLeaderChange(from current: String?, timeout: Duration)
         throws(CoordinationError) -> (nodeID: String, value: [UInt8])?
 
+    /// Reads the persistent record `P/<name>` (not bound to any lease or session: it survives
+    /// every node); nil when it does not exist. `name`: one path component, [a-z0-9-]+.
+    ///
+    /// Throws `.invalidArgument` for a name that is not 1 ... ``CoordinationLimits/recordNameBytesMax``
+    /// bytes of `[a-z0-9-]`, or that is `leader` or `members` (keys the election uses), and
+    /// `.limitExceeded` when the record holds more than ``CoordinationLimits/valueBytesMax`` bytes.
+    func readRecord(_ name: String) throws(CoordinationError) -> VersionedValue?
+
+    /// Writes `P/<name>` = `value` only if its version is still `expectedVersion` (nil: only if
+    /// the record does not exist yet). Returns the new version, or nil when the comparison
+    /// failed (another writer changed or created it first) and nothing was written.
+    ///
+    /// The request goes out once, on a fresh connection, and is never repeated: so nil always
+    /// means the comparison failed. A thrown error (`.unreachable` when the answer was lost)
+    /// leaves the outcome unknown: read the record again. `.invalidArgument` for a name as in
+    /// ``readRecord(_:)``, a value over ``CoordinationLimits/valueBytesMax`` bytes or a negative
+    /// `expectedVersion` (never a version this service returns).
+    func compareAndSetRecord(_ name: String, value: [UInt8], expectedVersion: Int64?) throws(CoordinationError) -> Int64?
+
     /// Removes this node's member record (revokes its lease or closes its session) and closes
     /// the connections. Leaderships won through this service are not resigned: resign them
     /// first. A ``waitForLeaderChange(from:timeout:)`` in progress is not interrupted (it ends
     /// by its timeout). Later calls throw `.closed`. Idempotent.
     func close()
+}
+
+/// A persistent record's bytes and the version a compare-and-set must name.
+public struct VersionedValue: Sendable, Hashable {
+    public var value: [UInt8]
+    /// etcd: the key's mod_revision; ZooKeeper: the node's data version. Opaque to callers.
+    public var version: Int64
+
+    public init(value: [UInt8], version: Int64) {
+        self.value = value
+        self.version = version
+    }
 }
 
 /// Leadership won by ``CoordinationService/campaign(nodeID:value:)``: a lease (etcd) or a
@@ -104,6 +136,11 @@ enum ElectionKeys {
     static func members(_ prefix: String) -> String { prefix + "/members" }
     /// One node's member record.
     static func member(_ prefix: String, nodeID: String) -> String { members(prefix) + "/" + escape(nodeID) }
+    /// A persistent record (checked with ``check(recordName:)``).
+    static func record(_ prefix: String, name: String) -> String { prefix + "/" + name }
+
+    /// Names a record cannot take: the leader key and the members' parent live there.
+    static let reservedRecordNames: Set<String> = ["leader", "members"]
 
     /// The leader key's value: the node ID, a newline (never part of a node ID), the value.
     static func leaderRecord(nodeID: String, value: [UInt8]) -> [UInt8] {
@@ -135,6 +172,40 @@ enum ElectionKeys {
         guard value.count <= CoordinationLimits.valueBytesMax else {
             throw .invalidArgument("value of \(value.count) bytes for node \(nodeID) exceeds \(CoordinationLimits.valueBytesMax) bytes")
         }
+    }
+
+    /// Checks a record name: 1 ... ``CoordinationLimits/recordNameBytesMax`` bytes of
+    /// `[a-z0-9-]`, not one of ``reservedRecordNames``.
+    static func check(recordName name: String) throws(CoordinationError) {
+        guard !name.isEmpty, name.utf8.count <= CoordinationLimits.recordNameBytesMax else {
+            throw .invalidArgument("record name must be 1 ... \(CoordinationLimits.recordNameBytesMax) bytes (got \(name.utf8.count))")
+        }
+        let allowed = name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A) || byte == UInt8(ascii: "-")
+        }
+        guard allowed else { throw .invalidArgument("record name \(name.debugDescription) may hold only a-z, 0-9 and -") }
+        guard !reservedRecordNames.contains(name) else {
+            throw .invalidArgument("record name \"\(name)\" is reserved for the election's own keys")
+        }
+    }
+
+    /// Checks the arguments of a compare-and-set of a record.
+    static func check(recordName name: String, value: [UInt8], expectedVersion: Int64?) throws(CoordinationError) {
+        try check(recordName: name)
+        guard value.count <= CoordinationLimits.valueBytesMax else {
+            throw .invalidArgument("value of \(value.count) bytes for record \(name) exceeds \(CoordinationLimits.valueBytesMax) bytes")
+        }
+        if let expectedVersion, expectedVersion < 0 {
+            throw .invalidArgument("expected version \(expectedVersion) of record \(name) is negative (no record has one)")
+        }
+    }
+
+    /// A record read from `service`, refused when it is larger than any value this layer writes.
+    static func readRecord(_ value: [UInt8], version: Int64, key: String, service: String) throws(CoordinationError) -> VersionedValue {
+        guard value.count <= CoordinationLimits.valueBytesMax else {
+            throw .limitExceeded("\(key) on \(service) holds \(value.count) bytes (at most \(CoordinationLimits.valueBytesMax))")
+        }
+        return VersionedValue(value: value, version: version)
     }
 
     /// A node ID as one key or path component: bytes other than ASCII letters, digits and

@@ -81,19 +81,10 @@ final class EtcdClient {
     /// (its create revision is 0). Returns nil when created, the existing key otherwise.
     func createIfAbsent(key: String, value: [UInt8], lease: Int64, deadline: Deadline) throws(CoordinationError) -> KeyValue? {
         let encodedKey = JSON.string(Base64.encode(key))
-        let request = JSON.object([
-            "compare": .array([
-                .object([
-                    "key": encodedKey, "target": .string("CREATE"), "result": .string("EQUAL"), "create_revision": .string("0"),
-                ])
-            ]),
-            "success": .array([
-                .object(["request_put": .object(["key": encodedKey, "value": .string(Base64.encode(value)), "lease": .string(String(lease))])])
-            ]),
-            "failure": .array([.object(["request_range": .object(["key": encodedKey])])]),
-        ])
-        let reply = try ok(call("/v3/kv/txn", request, deadline: deadline), "create \(key)")
-        if reply.json["succeeded"]?.bool == true { return nil }
+        let (succeeded, reply) = try transaction(
+            on: key, ifModRevision: nil, putting: value, lease: lease,
+            otherwise: [.object(["request_range": .object(["key": encodedKey])])], deadline: deadline, operation: "create \(key)")
+        if succeeded { return nil }
         guard let responses = reply.json["responses"]?.array, responses.count == 1,
             let range = responses[0]["response_range"]
         else { throw malformed(reply, "a failed transaction on \(key) without its range response") }
@@ -103,6 +94,19 @@ final class EtcdClient {
             throw malformed(reply, "a failed create-if-absent on \(key) whose key does not exist")
         }
         return existing
+    }
+
+    /// POST /v3/kv/txn: puts `key` = `value`, bound to no lease, only if the key's mod revision
+    /// is still `modRevision` (nil: only if the key does not exist). Returns the key's new mod
+    /// revision (the transaction's revision), nil when the comparison failed and nothing was
+    /// written. Sent once on a new connection, never repeated: a repeat of an applied
+    /// transaction whose answer was lost would fail its comparison and report nil wrongly.
+    func compareAndPut(key: String, value: [UInt8], modRevision: Int64?, deadline: Deadline) throws(CoordinationError) -> Int64? {
+        http.close()  // the HTTP client repeats a request only on a connection it reused
+        let (succeeded, reply) = try transaction(
+            on: key, ifModRevision: modRevision, putting: value, lease: nil, otherwise: [], deadline: deadline,
+            operation: "compare-and-set \(key)")
+        return succeeded ? try revision(reply) : nil
     }
 
     /// POST /v3/kv/range for one key: the store's revision and the key, nil when absent.
@@ -132,9 +136,7 @@ final class EtcdClient {
 
     /// POST /v3/kv/put bound to `lease`. Returns false when the lease does not exist.
     func put(key: String, value: [UInt8], lease: Int64, deadline: Deadline) throws(CoordinationError) -> Bool {
-        let request = JSON.object([
-            "key": .string(Base64.encode(key)), "value": .string(Base64.encode(value)), "lease": .string(String(lease)),
-        ])
+        let request = Self.putFields(.string(Base64.encode(key)), value: value, lease: lease)
         switch try call("/v3/kv/put", request, deadline: deadline) {
         case .success: return true
         case .failure(let failure) where failure.isLeaseNotFound: return false
@@ -143,6 +145,38 @@ final class EtcdClient {
     }
 
     // MARK: - Plumbing
+
+    /// A `PutRequest`: `key` (base64 already) = `value`, bound to `lease` (nil: to none).
+    private static func putFields(_ encodedKey: JSON, value: [UInt8], lease: Int64?) -> JSON {
+        var fields: [String: JSON] = ["key": encodedKey, "value": .string(Base64.encode(value))]
+        if let lease { fields["lease"] = .string(String(lease)) }
+        return .object(fields)
+    }
+
+    /// POST /v3/kv/txn on `key`: if its mod revision is `modRevision` (nil: if its create
+    /// revision is 0, the key does not exist), put `value` bound to `lease` (nil: to none); else
+    /// the requests `otherwise`. Returns whether the comparison held, and the reply.
+    private func transaction(
+        on key: String, ifModRevision modRevision: Int64?, putting value: [UInt8], lease: Int64?, otherwise: [JSON],
+        deadline: Deadline, operation: String
+    ) throws(CoordinationError) -> (succeeded: Bool, reply: Reply) {
+        let encodedKey = JSON.string(Base64.encode(key))
+        let compare: JSON
+        if let modRevision {
+            compare = .object([
+                "key": encodedKey, "target": .string("MOD"), "result": .string("EQUAL"), "mod_revision": .string(String(modRevision)),
+            ])
+        } else {
+            compare = .object(["key": encodedKey, "target": .string("CREATE"), "result": .string("EQUAL"), "create_revision": .string("0")])
+        }
+        let request = JSON.object([
+            "compare": .array([compare]),
+            "success": .array([.object(["request_put": Self.putFields(encodedKey, value: value, lease: lease)])]),
+            "failure": .array(otherwise),
+        ])
+        let reply = try ok(call("/v3/kv/txn", request, deadline: deadline), operation)
+        return (reply.json["succeeded"]?.bool == true, reply)
+    }
 
     struct Reply {
         var json: JSON

@@ -8,6 +8,8 @@ import ShipLogStorage
 ///   else read the key. The leadership keeps the lease alive (`/v3/lease/keepalive`); revoking
 ///   the lease (resign) or letting it expire deletes the key.
 /// * Members: `P/members/<node>` bound to the service's member lease, refreshed by `publish`.
+/// * Records: `P/<name>` bound to no lease, its version the key's mod revision; written by a
+///   transaction comparing the mod revision (or the create revision with 0: absent).
 /// * Waiting: a watch on `P/leader` (`/v3/watch`, newline-delimited JSON over a chunked
 ///   response) from the revision after the read that saw the current leader, so no change in
 ///   between is missed.
@@ -144,6 +146,29 @@ final class EtcdCoordinationService: CoordinationService, @unchecked Sendable {
             records.append((nodeID, keyValue.value))
         }
         return records.sorted { $0.nodeID < $1.nodeID }
+    }
+
+    // MARK: - Records
+
+    func readRecord(_ name: String) throws(CoordinationError) -> VersionedValue? {
+        try ElectionKeys.check(recordName: name)
+        let key = ElectionKeys.record(config.prefix, name: name)
+        let deadline = Deadline.after(config.operationTimeout)
+        return try withClient { (client) throws(CoordinationError) -> VersionedValue? in
+            guard let keyValue = try client.get(key: key, deadline: deadline).keyValue else { return nil }
+            return try ElectionKeys.readRecord(keyValue.value, version: keyValue.modRevision, key: key, service: "etcd \(config)")
+        }
+    }
+
+    func compareAndSetRecord(_ name: String, value: [UInt8], expectedVersion: Int64?) throws(CoordinationError) -> Int64? {
+        try ElectionKeys.check(recordName: name, value: value, expectedVersion: expectedVersion)
+        let key = ElectionKeys.record(config.prefix, name: name)
+        let deadline = Deadline.after(config.operationTimeout)
+        return try withClient { (client) throws(CoordinationError) -> Int64? in
+            // No key has mod revision 0, and comparing with 0 would match an absent key.
+            if expectedVersion == 0 { return nil }
+            return try client.compareAndPut(key: key, value: value, modRevision: expectedVersion, deadline: deadline)
+        }
     }
 
     // MARK: - Waiting

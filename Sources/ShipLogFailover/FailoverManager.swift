@@ -41,10 +41,17 @@ public struct MemberRecord: Sendable, Hashable {
 /// (docs/FAILOVER.md): the leader holds a lease-bound key and renews it well inside the TTL;
 /// it fences itself (stops accepting appends) before the lease could have expired when it
 /// cannot renew. When there is no leader, the live member with the highest (epoch, flushed
-/// LSN) campaigns; the winner is promoted to a new epoch above every epoch any member has
-/// published, and the others follow it.
+/// LSN) campaigns, among the candidates the term record allows (a synchronous level: the last
+/// term's synchronous set, seen in sufficient number, ``TermRecord``); the winner writes the
+/// next term, with an epoch above the last term's and every epoch any member has published,
+/// into the term record by compare-and-set, is promoted to it, and the others follow it. As
+/// leader it adds each follower to the term's synchronous set before that follower's
+/// acknowledgements count, and takes a follower gone for a TTL out once the others hold every
+/// acknowledged write.
 public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked Sendable {
-    // @unchecked: `leadership`, `stopped`, `events` are guarded by `lock`.
+    // @unchecked: `leadership`, `stopped`, `events`, `highestObserved`, `notCandidateReason`
+    // are guarded by `lock`; `term`, `termUnknown`, `disconnectedSince`, `counted` belong to
+    // the loop thread.
     public let node: ReplicaNode<Machine>
     public let service: any CoordinationService
     /// This node's address as the others reach it.
@@ -56,8 +63,19 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
     private var thread: OwnedThread?
     private var leaseWatch: OwnedThread?
     private var events: [String] = []
-    /// The highest epoch seen in any member record or leader key so far (guarded by `lock`).
+    /// The highest epoch seen in any member record, leader key or term record so far (guarded by `lock`).
     private var highestObserved = Epoch(0)
+    /// As leader (loop thread only): the term record as this node last wrote it, and its version.
+    private var term: (record: TermRecord, version: Int64)?
+    /// As leader (loop thread only): since when each member of the synchronous set has been
+    /// disconnected (monotonic ns).
+    private var disconnectedSince: [String: UInt64] = [:]
+    /// As leader (loop thread only): an update of the term record failed in transit.
+    private var termUnknown = false
+    /// As leader (loop thread only): the followers the primary counts toward commit levels.
+    private var counted: Set<String> = []
+    /// The last reason this node did not campaign, noted once per change.
+    private var notCandidateReason: String?
     /// How often the loop looks at the lease, between renewals.
     static var tick: Duration { .milliseconds(50) }
     /// Events kept for the status page and tests.
@@ -125,6 +143,8 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         while !isStopped {
             let now = monotonicNanoseconds()
             if let held = lock.withLock({ leadership }) {
+                // Every tick: a follower that connected counts only once it is in the set.
+                maintainSynchronousSet()
                 if now >= held.validUntil {
                     loseLeadership("the lease could not be renewed before it ran out")
                 } else if now >= nextRenewal {
@@ -215,34 +235,77 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
             follow(endpoint, leader: leader.nodeID)
             return
         }
-        guard isBestCandidate() else { return }
-        campaign()
+        let (term, best) = isBestCandidate()
+        guard best else { return }
+        campaign(after: term)
     }
 
-    /// Whether this node has the highest (epoch, flushed LSN) of the live members (node id
-    /// breaks ties), so no member has acknowledged a write this node lacks.
-    private func isBestCandidate() -> Bool {
+    /// Whether this node may campaign: it has the highest (epoch, flushed LSN) of the live
+    /// members that may lead (node id breaks ties), so no member has acknowledged a write this
+    /// node lacks. After a term with a synchronous level, only its leader and the members of
+    /// its synchronous set may lead, and only once enough of the set is seen (``TermRecord``).
+    private func isBestCandidate() -> (term: (record: TermRecord, version: Int64)?, best: Bool) {
         let mine = record()
+        let me = node.options.nodeID
         let members: [(nodeID: String, value: [UInt8])]
-        do { members = try service.members() } catch {
-            note("listing members failed: \(error)")
-            return false
+        let stored: VersionedValue?
+        do {
+            members = try service.members()
+            stored = try service.readRecord(TermRecord.name)
+        } catch {
+            note("listing members or reading the term record failed: \(error)")
+            return (nil, false)
         }
         observe(members)
-        for member in members where member.nodeID != node.options.nodeID {
-            guard let other = MemberRecord(decoding: member.value) else { continue }
-            if (other.epoch, other.flushedLSN.rawValue, member.nodeID) > (mine.epoch, mine.flushedLSN.rawValue, node.options.nodeID) {
-                return false
+        var term: (record: TermRecord, version: Int64)?
+        if let stored {
+            guard let record = TermRecord(decoding: stored.value) else {
+                notCandidate("the term record under the prefix is not one this node understands")
+                return (nil, false)
+            }
+            term = (record, stored.version)
+            lock.withLock { highestObserved = max(highestObserved, record.epoch) }
+        }
+        var live = [(me, mine)]
+        for member in members where member.nodeID != me {
+            if let other = MemberRecord(decoding: member.value) { live.append((member.nodeID, other)) }
+        }
+        if let record = term?.record, let required = record.candidatesRequired {
+            let mayLead = record.synchronousSet.union([record.leader])
+            guard mayLead.contains(me) else {
+                notCandidate("not in the synchronous set \(record.synchronousSet.sorted()) of epoch \(record.epoch)")
+                return (term, false)
+            }
+            live.removeAll { !mayLead.contains($0.0) }
+            let seen = live.filter { record.synchronousSet.contains($0.0) }.count
+            guard seen >= required || live.contains(where: { $0.0 == record.leader }) else {
+                notCandidate(
+                    "\(seen) of the \(record.synchronousSet.count) members of epoch \(record.epoch)'s synchronous set are live, \(required) needed to be sure of every write acknowledged at \(record.level)")
+                return (term, false)
             }
         }
-        return true
+        for (nodeID, other) in live where nodeID != me {
+            if (other.epoch, other.flushedLSN.rawValue, nodeID) > (mine.epoch, mine.flushedLSN.rawValue, me) { return (term, false) }
+        }
+        lock.withLock { notCandidateReason = nil }
+        return (term, true)
     }
 
-    private func campaign() {
+    private func notCandidate(_ reason: String) {
+        let changed = lock.withLock { () -> Bool in
+            guard notCandidateReason != reason else { return false }
+            notCandidateReason = reason
+            return true
+        }
+        if changed { note("not campaigning: \(reason)") }
+    }
+
+    private func campaign(after previous: (record: TermRecord, version: Int64)?) {
         let published = ((try? service.members()) ?? []).compactMap { MemberRecord(decoding: $0.value)?.epoch }.max() ?? Epoch(0)
-        // Above every epoch this node has seen published, not only the live members' (a
-        // leader that died after starting its epoch no longer publishes it).
-        let highestEpoch = max(published, observedEpoch, node.host?.log.epoch ?? Epoch(0))
+        // Above the last term's epoch (the election's counter) and every epoch this node has
+        // seen published: a leader that died after starting its epoch no longer publishes it.
+        let highestEpoch = max(published, observedEpoch, previous?.record.epoch ?? Epoch(0), node.host?.log.epoch ?? Epoch(0))
+        let epoch = Epoch(highestEpoch.rawValue + 1)
         let started = monotonicNanoseconds()
         let won: (any Leadership)?
         do { won = try service.campaign(nodeID: node.options.nodeID, value: record().encoded) } catch {
@@ -251,17 +314,35 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         }
         guard let won else { return }
         lock.withLock { leadership = won }
-        // Every leadership term is a new epoch, above every epoch a member has published: a
-        // node that leads again after others led gets no older epoch than theirs.
+        // The term record first: it claims the epoch, and no follower counts until it joins
+        // the (empty) synchronous set written here.
+        let next = TermRecord(epoch: epoch, leader: node.options.nodeID, level: node.options.defaultCommitLevel)
         do {
-            let (epoch, first) = try node.promote(minimumEpoch: Epoch(highestEpoch.rawValue + 1))
+            guard let version = try service.compareAndSetRecord(TermRecord.name, value: next.encoded, expectedVersion: previous?.version) else {
+                loseLeadership("the term record changed since this node read it (another node's term)")
+                return
+            }
+            term = (next, version)
+        } catch {
+            // It may have been written: harmless, the next winner goes above its epoch.
+            loseLeadership("writing the term record failed: \(error)")
+            return
+        }
+        termUnknown = false
+        disconnectedSince = [:]
+        // A synchronous level counts only the set (empty until followers join it); `local`
+        // promises nothing beyond this node, and per-append levels count every follower.
+        counted = []
+        node.countOnlyFollowers(next.acknowledgementsRequired > 0 ? [] : nil)
+        do {
+            let (promoted, first) = try node.promote(minimumEpoch: epoch)
             // The lease watch may have given the leadership up while the promotion ran.
             guard lock.withLock({ leadership === won }) else {
                 node.fence(reason: "the lease ran out while this node was being promoted")
-                note("fenced: the lease ran out while this node was being promoted to epoch \(epoch)")
+                note("fenced: the lease ran out while this node was being promoted to epoch \(promoted)")
                 return
             }
-            note("leader: primary of epoch \(epoch) from LSN \(first), \((monotonicNanoseconds() - started) / 1_000_000) ms after the campaign began")
+            note("leader: primary of epoch \(promoted) from LSN \(first), \((monotonicNanoseconds() - started) / 1_000_000) ms after the campaign began")
         } catch {
             note("promotion failed: \(error); resigning")
             loseLeadership("promotion failed")
@@ -270,6 +351,86 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         // The leader key's value names the new epoch and address.
         do { _ = try won.renew() } catch {}
         publish()
+    }
+
+    // MARK: The synchronous set
+
+    /// As leader: adds connected followers to the term record's synchronous set (published
+    /// first, counted after), and takes out one that has been disconnected for a TTL (counted
+    /// no more first, published after, once the rest of the set holds every acknowledged
+    /// write at the level).
+    private func maintainSynchronousSet() {
+        if termUnknown && !rereadTerm() { return }
+        guard let current = term, current.record.acknowledgementsRequired > 0 else { return }
+        let now = monotonicNanoseconds()
+        let followers = node.acknowledgements.followers
+        for nodeID in current.record.synchronousSet {
+            if followers[nodeID]?.isConnected == true {
+                disconnectedSince[nodeID] = nil
+            } else if disconnectedSince[nodeID] == nil {
+                disconnectedSince[nodeID] = now
+            }
+        }
+        let expired = Set(disconnectedSince.filter { now &- $0.value >= config.ttl.nanoseconds }.keys)
+        count(current.record.synchronousSet.subtracting(expired))
+        var next = current.record
+        let joining = Set(followers.filter { $0.value.isConnected }.keys).subtracting(current.record.synchronousSet)
+        if !joining.isEmpty {
+            next.synchronousSet.formUnion(joining)
+        } else if let gone = expired.first {
+            // It counts no more (above); it may leave once K of the rest hold every write
+            // acknowledged so far.
+            let (acknowledged, positions) = node.acknowledgements
+            let rest = current.record.synchronousSet.subtracting([gone])
+            let holding = rest.filter { (positions[$0]?.flushedLSN ?? .zero) >= acknowledged }.count
+            guard holding >= current.record.acknowledgementsRequired else { return }
+            next.synchronousSet = rest
+        } else {
+            return
+        }
+        do {
+            guard let version = try service.compareAndSetRecord(TermRecord.name, value: next.encoded, expectedVersion: current.version) else {
+                loseLeadership("the term record changed under this leader (another node's term)")
+                return
+            }
+            term = (next, version)
+        } catch {
+            // Written or not: read it back before the next change (a compare-and-set that
+            // failed in transit may have been applied).
+            note("updating the synchronous set failed: \(error)")
+            termUnknown = true
+            return
+        }
+        disconnectedSince = disconnectedSince.filter { next.synchronousSet.contains($0.key) }
+        count(next.synchronousSet.subtracting(expired))
+        note("synchronous set of epoch \(next.epoch): \(next.synchronousSet.sorted())")
+    }
+
+    /// After a failed update: takes the term record as stored when it is still this node's
+    /// term (the update applied or not), loses leadership when it is another's. False when
+    /// the record could not be read (try again next tick).
+    private func rereadTerm() -> Bool {
+        let stored: VersionedValue?
+        do { stored = try service.readRecord(TermRecord.name) } catch {
+            note("reading the term record back failed: \(error)")
+            return false
+        }
+        guard let stored, let record = TermRecord(decoding: stored.value), let current = term,
+            record.epoch == current.record.epoch, record.leader == node.options.nodeID
+        else {
+            loseLeadership("the term record no longer names this node's term")
+            return false
+        }
+        term = (record, stored.version)
+        termUnknown = false
+        return true
+    }
+
+    /// Makes the primary count exactly `nodeIDs` (a subset of the published set).
+    private func count(_ nodeIDs: Set<String>) {
+        guard nodeIDs != counted else { return }
+        node.countOnlyFollowers(nodeIDs)
+        counted = nodeIDs
     }
 
     private func follow(_ endpoint: Endpoint, leader: String) {

@@ -9,6 +9,8 @@ import ShipLogStorage
 ///   closing the session (resign) or letting it expire deletes the node.
 /// * Members: ephemeral `P/members/<node>` nodes of the service's main session, which every
 ///   call touches.
+/// * Records: persistent `P/<name>` nodes, their version the data version; written by a
+///   create (absent) or a setData naming the version.
 /// * Waiting: a data watch (or an exists watch when there is no leader) on `P/leader`, on a
 ///   session of its own that pings while it waits.
 ///
@@ -99,7 +101,7 @@ final class ZooKeeperCoordinationService: CoordinationService, @unchecked Sendab
         let deadline = Deadline.after(config.operationTimeout)
         try withMain { (main) throws(CoordinationError) in
             try main.connect(deadline: deadline)
-            if published[path] == main.sessionID, try main.setData(path, data: value, deadline: deadline) { return }
+            if published[path] == main.sessionID, try main.setData(path, data: value, deadline: deadline) != nil { return }
             var code = try main.create(path, data: value, ephemeral: true, deadline: deadline)
             if code == ZooKeeperCode.noNode {
                 try main.createPersistentPath(ElectionKeys.members(config.prefix), deadline: deadline)
@@ -113,7 +115,7 @@ final class ZooKeeperCoordinationService: CoordinationService, @unchecked Sendab
                         service: main.service, operation: "publish \(path)",
                         reason: "it belongs to \(owner), not to this node's session (is node ID \(nodeID) used twice?)")
                 }
-                guard try main.setData(path, data: value, deadline: deadline) else {
+                guard try main.setData(path, data: value, deadline: deadline) != nil else {
                     throw .rejected(service: main.service, operation: "publish \(path)", reason: "it vanished while being updated")
                 }
             } else if code != ZooKeeperCode.ok {
@@ -141,6 +143,52 @@ final class ZooKeeperCoordinationService: CoordinationService, @unchecked Sendab
                 }
             }
             return records.sorted { $0.nodeID < $1.nodeID }
+        }
+    }
+
+    // MARK: - Records
+
+    func readRecord(_ name: String) throws(CoordinationError) -> VersionedValue? {
+        try ElectionKeys.check(recordName: name)
+        let path = ElectionKeys.record(config.prefix, name: name)
+        let deadline = Deadline.after(config.operationTimeout)
+        return try withMain { (main) throws(CoordinationError) -> VersionedValue? in
+            guard let (data, stat) = try main.getData(path, watch: false, deadline: deadline) else { return nil }
+            return try ElectionKeys.readRecord(data, version: Int64(stat.version), key: path, service: main.service)
+        }
+    }
+
+    func compareAndSetRecord(_ name: String, value: [UInt8], expectedVersion: Int64?) throws(CoordinationError) -> Int64? {
+        try ElectionKeys.check(recordName: name, value: value, expectedVersion: expectedVersion)
+        let path = ElectionKeys.record(config.prefix, name: name)
+        let deadline = Deadline.after(config.operationTimeout)
+        return try withMain { (main) throws(CoordinationError) -> Int64? in
+            // Sent once on a fresh connection: a repeat of an applied write whose answer was
+            // lost would find NodeExists or BadVersion and report nil wrongly.
+            main.disconnect()
+            try main.connect(deadline: deadline)
+            guard let expectedVersion else { return try createRecord(path, value: value, on: main, deadline: deadline) }
+            // Data versions are 32-bit: no node has a larger one (-1 would mean "any version").
+            guard let version = Int32(exactly: expectedVersion) else { return nil }
+            let stat = try main.setData(path, data: value, version: version, retry: false, deadline: deadline)
+            return stat.map { Int64($0.version) }
+        }
+    }
+
+    /// Creates the persistent node of a record (and the prefix when missing). Returns its data
+    /// version, 0, or nil when the node exists already.
+    private func createRecord(_ path: String, value: [UInt8], on main: ZooKeeperSession, deadline: Deadline)
+        throws(CoordinationError) -> Int64?
+    {
+        var code = try main.create(path, data: value, ephemeral: false, retry: false, deadline: deadline)
+        if code == ZooKeeperCode.noNode {
+            try main.createPersistentPath(config.prefix, deadline: deadline)
+            code = try main.create(path, data: value, ephemeral: false, retry: false, deadline: deadline)
+        }
+        switch code {
+        case ZooKeeperCode.ok: return 0
+        case ZooKeeperCode.nodeExists: return nil
+        default: throw .rejected(service: main.service, operation: "create \(path)", reason: "\(config.prefix) vanished")
         }
     }
 

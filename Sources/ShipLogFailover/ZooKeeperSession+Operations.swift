@@ -6,14 +6,15 @@ extension ZooKeeperSession {
 
     /// Creates `path` with `data`, ephemeral (bound to this session) or persistent. Returns
     /// ``ZooKeeperCode/ok``, ``ZooKeeperCode/nodeExists`` or ``ZooKeeperCode/noNode`` (a parent
-    /// is missing); other codes throw.
-    func create(_ path: String, data: [UInt8], ephemeral: Bool, deadline: Deadline) throws(CoordinationError) -> Int32 {
+    /// is missing); other codes throw. With `retry` false the request is never sent twice
+    /// (see ``call(_:_:deadline:what:retry:)``).
+    func create(_ path: String, data: [UInt8], ephemeral: Bool, retry: Bool = true, deadline: Deadline) throws(CoordinationError) -> Int32 {
         var body = JuteWriter()
         body.string(path)
         body.buffer(data)
         body.openACL()
         body.int32(ephemeral ? 1 : 0)
-        let (code, _) = try call(.create, body, deadline: deadline, what: "create \(path)")
+        let (code, _) = try call(.create, body, deadline: deadline, what: "create \(path)", retry: retry)
         return try expect(code, [ZooKeeperCode.ok, ZooKeeperCode.nodeExists, ZooKeeperCode.noNode], "create \(path)")
     }
 
@@ -40,14 +41,22 @@ extension ZooKeeperSession {
         return try ZooKeeperStat.read(&reply)
     }
 
-    /// Replaces the data of `path` whatever its version. False when it does not exist.
-    func setData(_ path: String, data: [UInt8], deadline: Deadline) throws(CoordinationError) -> Bool {
+    /// Replaces the data of `path` if its data version is `version` (-1: whatever it is).
+    /// Returns the node's new metadata, nil when it does not exist or its version differs.
+    /// With `retry` false the request is never sent twice (see ``call(_:_:deadline:what:retry:)``).
+    func setData(
+        _ path: String, data: [UInt8], version: Int32 = -1, retry: Bool = true, deadline: Deadline
+    ) throws(CoordinationError) -> ZooKeeperStat? {
         var body = JuteWriter()
         body.string(path)
         body.buffer(data)
-        body.int32(-1)
-        let (code, _) = try call(.setData, body, deadline: deadline, what: "setData \(path)")
-        return try expect(code, [ZooKeeperCode.ok, ZooKeeperCode.noNode], "setData \(path)") == ZooKeeperCode.ok
+        body.int32(version)
+        let what = version == -1 ? "setData \(path)" : "setData \(path) at version \(version)"
+        var (code, reply) = try call(.setData, body, deadline: deadline, what: what, retry: retry)
+        guard try expect(code, [ZooKeeperCode.ok, ZooKeeperCode.noNode, ZooKeeperCode.badVersion], what) == ZooKeeperCode.ok else {
+            return nil
+        }
+        return try ZooKeeperStat.read(&reply)
     }
 
     /// The names of `path`'s children (at most ``childrenMax``), nil when it does not exist.

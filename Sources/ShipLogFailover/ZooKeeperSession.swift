@@ -140,6 +140,8 @@ final class ZooKeeperSession {
     /// Sends one request and returns its reply's error code and a reader at its body. A
     /// connection that fails (not by the deadline) is reconnected and the request sent once
     /// more: callers make every request safe to repeat (a create that finds its own node).
+    /// With `retry` false it is sent once and a failure thrown (a conditional write, whose
+    /// repeat could not tell its own applied first attempt from another writer's).
     func call(
         _ operation: ZooKeeperOperation, _ body: JuteWriter, deadline: Deadline, what: String, retry: Bool = true
     ) throws(CoordinationError) -> (code: Int32, reply: JuteReader) {

@@ -63,6 +63,11 @@ final class CommitTracker: @unchecked Sendable {
     /// need not wake it.
     private var timerWakeAt: UInt64 = 0
     private var degradedCount: UInt64 = 0
+    /// Under an election, the followers whose positions count toward commit levels (the
+    /// synchronous set published in the term record, docs/FAILOVER.md 9); nil: every follower.
+    private var countedFollowers: Set<String>?
+    /// The highest LSN answered `committed` at a follower level (write, flush, apply, all).
+    private var acknowledged = LSN.zero
     private var stopped = false
     private var timer: OwnedThread?
 
@@ -214,13 +219,32 @@ final class CommitTracker: @unchecked Sendable {
     /// Whether `level` holds for every LSN through `lsn` (lock held; local durability is
     /// checked by the caller).
     private func isMet(_ level: CommitLevel, through lsn: LSN) -> Bool {
+        let counted = followers.lazy.filter { self.countedFollowers?.contains($0.key) ?? true }.map(\.value)
         switch level {
         case .local: return true
-        case .write(let k): return followers.values.lazy.filter { $0.written >= lsn }.count >= k
-        case .flush(let k): return followers.values.lazy.filter { $0.flushed >= lsn }.count >= k
-        case .apply(let k): return followers.values.lazy.filter { $0.applied >= lsn }.count >= k
-        case .all: return followers.values.allSatisfy { $0.flushed >= lsn }
+        case .write(let k): return counted.filter { $0.written >= lsn }.count >= k
+        case .flush(let k): return counted.filter { $0.flushed >= lsn }.count >= k
+        case .apply(let k): return counted.filter { $0.applied >= lsn }.count >= k
+        case .all:
+            // Under an election, `all` also needs one counted follower: the term record
+            // promises the candidates that every counted follower holds the write.
+            if let set = countedFollowers, !followers.keys.contains(where: set.contains) { return false }
+            return followers.values.allSatisfy { $0.flushed >= lsn }
         }
+    }
+
+    // MARK: The synchronous set (elections)
+
+    /// Counts only the positions of `nodeIDs` toward commit levels from now on (nil: every
+    /// follower's). Under an election the manager publishes a follower in the term record
+    /// before it counts here, and stops it counting here before it leaves the record.
+    func countOnly(_ nodeIDs: Set<String>?) {
+        update { _ in self.countedFollowers = nodeIDs }
+    }
+
+    /// The highest LSN acknowledged at a follower level, and the followers' positions.
+    var acknowledgements: (acknowledgedLSN: LSN, followers: [String: FollowerPositions]) {
+        lock.withLock { (acknowledged, followers) }
     }
 
     /// Changes follower positions, then releases every waiter whose level is now met.
@@ -244,6 +268,7 @@ final class CommitTracker: @unchecked Sendable {
         let first = lock.withLock { () -> Bool in
             if pending.done { return false }
             pending.done = true
+            if case .committed(let range, _) = outcome, pending.level != .local { acknowledged = max(acknowledged, range.last) }
             return true
         }
         if first { pending.complete(outcome) }

@@ -90,6 +90,11 @@ final class FollowerLink<Machine: QueryableStateMachine>: @unchecked Sendable {
                 lock.withLock { self.error = "the follower's log stopped: \(node.host?.log.failure.map { "\($0)" } ?? "")" }
                 return
             }
+            if let failure = node.lock.withLock({ node.hostFailure }) {
+                // Nothing to follow into until the node is restarted: say why, once.
+                lock.withLock { self.error = "the follower has no log: \(failure)" }
+                return
+            }
             if retryNow { continue }
             failures = streamed ? 0 : failures + 1
             if streamed { backoff = node.options.reconnectBackoffMin }
@@ -421,13 +426,21 @@ extension ReplicaNode {
             currentHost = nil
             return old
         }
+        var changeFailure: LogError?
         do {
             try old?.close()
             try change()
+        } catch {
+            changeFailure = error  // every change is crash-safe: reopening recovers a valid state
+        }
+        do {
             let host = try StateMachineHost(directory: directory, machine: makeMachine(), options: stateMachineOptions, fileSystem: fileSystem)
             lock.withLock { currentHost = host }
         } catch {
+            let reason = changeFailure.map { " (after the change itself failed: \($0))" } ?? ""
+            lock.withLock { hostFailure = .failed(underlying: "reopening the log at \(directory) failed: \(error)\(reason)") }
             throw .log(error)
         }
+        if let changeFailure { throw .log(changeFailure) }
     }
 }

@@ -182,8 +182,12 @@ final class OutboundQueue: @unchecked Sendable {
             frames.insert(rest, at: head)
             queuedBytes += rest.count
         }
+        // Only the queue's thread can be waiting for this send to end: when frames are queued,
+        // or when the queue closed and it waits to finish. Waking it otherwise would cost a
+        // thread switch per response.
+        let threadWaits = head != frames.count || closed
         lock.unlock()
-        lock.broadcast()
+        if threadWaits { lock.broadcast() }
     }
 
     /// Bytes queued and not yet sent.

@@ -41,7 +41,10 @@ extension ReplicaNode {
             return link
         }
         link?.stop()
-        guard let host else { throw .shuttingDown }
+        guard let host else {
+            if let failure = lock.withLock({ hostFailure }) { throw .log(failure) }
+            throw .shuttingDown
+        }
         let log = host.log
         let previous = log.epoch
         let epoch = max(Epoch(previous.rawValue + 1), minimumEpoch)

@@ -47,6 +47,9 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     private var acceptThread: OwnedThread?
     // Guarded by `lock`:
     var currentHost: StateMachineHost<Machine>?
+    /// Why the host is gone for good: it could not be opened again after a rejoin or a
+    /// re-seed changed the directory (the node then serves nothing until restarted).
+    var hostFailure: LogError?
     var connections: [ObjectIdentifier: any Connection] = [:]
     var threads: [OwnedThread] = []
     var streams: [String: FollowerStream] = [:]

@@ -56,10 +56,15 @@ public struct AppendResult: Sendable, Hashable {
 
 /// A connection to one node of a cluster, for applications: appends (to the primary),
 /// reads of the log, state-machine queries and status (any node). Requests are pipelined:
-/// many may be in flight, answered in any order; a reading thread of the client's own
-/// dispatches each answer to its request. Blocking calls block only the calling thread.
+/// many may be in flight, answered in any order. Blocking calls block only the calling
+/// thread, which reads the connection itself while no other thread does ("leader/followers":
+/// one reader at a time hands each answer to its request), so a blocking call costs no thread
+/// switch on this side. Answers to completion-based requests are read by whichever blocking
+/// caller is reading, or else by the client's own reading thread, which sleeps while only
+/// blocking calls are in flight.
 public final class ReplicationClient: @unchecked Sendable {
-    // @unchecked: `pending`, `nextID`, `failure` are guarded by `lock`.
+    // @unchecked: every var is guarded by `lock`; `receiver` is used only by the thread that
+    // set `reading`.
     public let endpoint: Endpoint
     /// The node's id and role as it announced them.
     public let nodeID: String
@@ -69,11 +74,33 @@ public final class ReplicationClient: @unchecked Sendable {
     private let connection: any Connection
     private let outbound: OutboundQueue
     private let options: ClientOptions
+    /// Primary condition: blocking callers (an answer arrived, or the reader's turn is free,
+    /// or room for a request). Secondary condition: the reading thread.
     private let lock = ConditionLock()
-    private var pending: [UInt64: (complete: @Sendable (Result<Message, ReplicationError>) -> Void, deadline: UInt64)] = [:]
+    private let receiver: ReceiverBox
+    private var pending: [UInt64: PendingRequest] = [:]
+    /// Answers for blocking callers, by request id, until the caller takes them.
+    private var answers: [UInt64: Result<Message, ReplicationError>] = [:]
     private var nextID: UInt64 = 1
     private var failure: ReplicationError?
-    private var reader: OwnedThread?
+    /// A thread holds the reader's turn (is in, or about to be in, `receive`).
+    private var reading = false
+    /// Pending requests answered through a completion: only these need the reading thread.
+    private var completionsPending = 0
+    /// Blocking callers waiting on the primary condition.
+    private var callersWaiting = 0
+    private var readerThread: OwnedThread?
+
+    private enum Waiter {
+        case completion(@Sendable (Result<Message, ReplicationError>) -> Void)
+        case caller
+    }
+
+    private struct PendingRequest {
+        var waiter: Waiter
+        /// Monotonic nanoseconds after which the request counts as unanswered.
+        var deadline: UInt64
+    }
 
     /// Connects and authenticates.
     public init(connectingTo endpoint: Endpoint, options: ClientOptions, network: any Network = TCPNetwork()) throws(ReplicationError) {
@@ -100,7 +127,7 @@ public final class ReplicationClient: @unchecked Sendable {
             connection.close()
             throw error
         }
-        // The reader wakes at least this often to end requests that were never answered.
+        // A reader wakes at least this often to end requests that were never answered.
         connection.setTimeouts(receive: min(options.responseTimeout, .seconds(1)) / 2, send: options.responseTimeout)
         self.endpoint = endpoint
         self.nodeID = peer.nodeID
@@ -109,8 +136,8 @@ public final class ReplicationClient: @unchecked Sendable {
         self.connection = connection
         self.options = options
         self.outbound = OutboundQueue(sender: sender, name: "shiplog-client-w")
-        let receiverBox = ReceiverBox(receiver)
-        reader = OwnedThread.start(name: "shiplog-client-r") { [self] in readLoop(receiverBox) }
+        self.receiver = ReceiverBox(receiver)
+        readerThread = OwnedThread.start(name: "shiplog-client-r") { [self] in readerLoop() }
     }
 
     deinit { connection.close() }
@@ -120,29 +147,69 @@ public final class ReplicationClient: @unchecked Sendable {
         fail(with: .shutDown)
         connection.close()
         outbound.finish()
-        reader?.join()
+        readerThread?.join()
     }
 
     // MARK: Requests
 
-    /// Sends `message` built for a fresh request id; `completion` gets the answer, on the
-    /// client's reading thread. Blocks while `requestsInFlightMax` requests are in flight.
+    /// Registers a request with a fresh id and sends it; nil (with the id) on success, the
+    /// client's failure otherwise. Blocks while `requestsInFlightMax` requests are in flight.
     /// `waiting`: how long the node may legitimately take before it answers (the request's
     /// own timeout or wait); the client gives up `responseTimeout` after that.
+    private func register(waiting: Duration, _ waiter: Waiter, _ build: (UInt64) -> Message) -> Result<UInt64, ReplicationError> {
+        let registered = lock.withLock { () -> Result<UInt64, ReplicationError> in
+            while pending.count >= options.requestsInFlightMax && failure == nil {
+                callersWaiting += 1
+                lock.wait()
+                callersWaiting -= 1
+            }
+            if let failure { return .failure(failure) }
+            let id = nextID
+            nextID += 1
+            pending[id] = PendingRequest(waiter: waiter, deadline: monotonicNanoseconds() &+ (waiting + options.responseTimeout).nanoseconds)
+            if case .completion = waiter {
+                completionsPending += 1
+                if !reading { lock.broadcastSecondary() }
+            }
+            return .success(id)
+        }
+        if case .success(let id) = registered { outbound.enqueue(build(id)) }
+        return registered
+    }
+
+    /// Sends the request and calls `completion` with the answer, on whichever thread reads it.
     private func request(
         waiting: Duration = .zero, _ build: (UInt64) -> Message,
         completion: @escaping @Sendable (Result<Message, ReplicationError>) -> Void
     ) {
-        let outcome = lock.withLock { () -> ReplicationError? in
-            while pending.count >= options.requestsInFlightMax && failure == nil { lock.wait() }
-            if let failure { return failure }
-            let id = nextID
-            nextID += 1
-            pending[id] = (completion, monotonicNanoseconds() &+ (waiting + options.responseTimeout).nanoseconds)
-            outbound.enqueue(build(id))
-            return nil
+        if case .failure(let error) = register(waiting: waiting, .completion(completion), build) { completion(.failure(error)) }
+    }
+
+    /// Sends the request and returns its answer, reading the connection on this thread while
+    /// no other thread does.
+    private func call(waiting: Duration = .zero, _ build: (UInt64) -> Message) -> Result<Message, ReplicationError> {
+        let id: UInt64
+        switch register(waiting: waiting, .caller, build) {
+        case .success(let registered): id = registered
+        case .failure(let error): return .failure(error)
         }
-        if let outcome { completion(.failure(outcome)) }
+        lock.lock()
+        while true {
+            if let answer = answers.removeValue(forKey: id) {
+                lock.unlock()
+                return answer
+            }
+            if !reading {
+                reading = true
+                lock.unlock()
+                readOne()
+                lock.lock()
+            } else {
+                callersWaiting += 1
+                lock.wait()
+                callersWaiting -= 1
+            }
+        }
     }
 
     /// Appends `records` as one batch on the primary; `completion` runs with the LSNs once the
@@ -152,25 +219,36 @@ public final class ReplicationClient: @unchecked Sendable {
         _ records: [[UInt8]], level: CommitLevel? = nil, timeout: Duration? = nil,
         completion: @escaping @Sendable (Result<AppendResult, ReplicationError>) -> Void
     ) {
-        let millis = timeout.map { UInt32(clamping: max(1, $0.nanoseconds / 1_000_000)) } ?? 0
-        request(waiting: timeout ?? .seconds(Int(ProtocolLimits.requestWaitMillisMax / 1000))) { id in
-            .appendRequest(Message.AppendRequest(requestID: id, commitLevel: level, timeoutMillis: min(millis, ProtocolLimits.requestWaitMillisMax), records: records))
-        } completion: { result in
-            completion(
-                result.flatMap { message in
-                    guard case .appendResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "AppendResponse")) }
-                    switch response.outcome {
-                    case .appended(let range, let epoch): return .success(AppendResult(range: range, epoch: epoch, degraded: false))
-                    case .appendedDegraded(let range, let epoch): return .success(AppendResult(range: range, epoch: epoch, degraded: true))
-                    case .failed(let failure): return .failure(.requestFailed(failure))
-                    }
-                })
-        }
+        let (wait, build) = Self.appendRequest(records, level: level, timeout: timeout)
+        request(waiting: wait, build) { completion($0.flatMap(Self.appendResult)) }
     }
 
     /// Appends and waits for the answer.
     public func append(_ records: [[UInt8]], level: CommitLevel? = nil, timeout: Duration? = nil) throws(ReplicationError) -> AppendResult {
-        try waiting { submitAppend(records, level: level, timeout: timeout, completion: $0) }
+        let (wait, build) = Self.appendRequest(records, level: level, timeout: timeout)
+        return try call(waiting: wait, build).flatMap(Self.appendResult).get()
+    }
+
+    private static func appendRequest(
+        _ records: [[UInt8]], level: CommitLevel?, timeout: Duration?
+    ) -> (waiting: Duration, build: (UInt64) -> Message) {
+        let millis = timeout.map { UInt32(clamping: max(1, $0.nanoseconds / 1_000_000)) } ?? 0
+        return (
+            timeout ?? .seconds(Int(ProtocolLimits.requestWaitMillisMax / 1000)),
+            { id in
+                .appendRequest(
+                    Message.AppendRequest(requestID: id, commitLevel: level, timeoutMillis: min(millis, ProtocolLimits.requestWaitMillisMax), records: records))
+            }
+        )
+    }
+
+    private static func appendResult(_ message: Message) -> Result<AppendResult, ReplicationError> {
+        guard case .appendResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "AppendResponse")) }
+        switch response.outcome {
+        case .appended(let range, let epoch): return .success(AppendResult(range: range, epoch: epoch, degraded: false))
+        case .appendedDegraded(let range, let epoch): return .success(AppendResult(range: range, epoch: epoch, degraded: true))
+        case .failed(let failure): return .failure(.requestFailed(failure))
+        }
     }
 
     /// Batches from the one holding `lsn`, up to about `maxBytes` (0: the node's default),
@@ -178,116 +256,129 @@ public final class ReplicationClient: @unchecked Sendable {
     /// written LSN with the batches (possibly none).
     public func read(from lsn: LSN, maxBytes: Int = 0, wait: Duration = .zero) throws(ReplicationError) -> (lastLSN: LSN, batches: [Batch]) {
         let millis = UInt32(clamping: min(wait.nanoseconds / 1_000_000, UInt64(ProtocolLimits.requestWaitMillisMax)))
-        return try waiting { (completion: @escaping @Sendable (Result<(lastLSN: LSN, batches: [Batch]), ReplicationError>) -> Void) in
-            request(waiting: wait) { id in
-                .readRequest(Message.ReadRequest(requestID: id, fromLSN: lsn, maxBytes: UInt32(clamping: maxBytes), waitMillis: millis))
-            } completion: { result in
-                completion(
-                    result.flatMap { message in
-                        guard case .readResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "ReadResponse")) }
-                        switch response.outcome {
-                        case .batches(let last, let batches): return .success((last, batches))
-                        case .failed(let failure): return .failure(.requestFailed(failure))
-                        }
-                    })
-            }
+        let answer = call(waiting: wait) { id in
+            .readRequest(Message.ReadRequest(requestID: id, fromLSN: lsn, maxBytes: UInt32(clamping: maxBytes), waitMillis: millis))
         }
+        return try answer.flatMap { message -> Result<(lastLSN: LSN, batches: [Batch]), ReplicationError> in
+            guard case .readResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "ReadResponse")) }
+            switch response.outcome {
+            case .batches(let last, let batches): return .success((last, batches))
+            case .failed(let failure): return .failure(.requestFailed(failure))
+            }
+        }.get()
     }
 
     /// The node's status document (JSON, docs/PROTOCOL.md 8.5).
     public func status() throws(ReplicationError) -> String {
-        try waiting { (completion: @escaping @Sendable (Result<String, ReplicationError>) -> Void) in
-            request { id in .statusRequest(Message.StatusRequest(requestID: id)) } completion: { result in
-                completion(
-                    result.flatMap { message in
-                        guard case .statusResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "StatusResponse")) }
-                        return .success(response.json)
-                    })
-            }
-        }
+        try call { id in .statusRequest(Message.StatusRequest(requestID: id)) }.flatMap { message -> Result<String, ReplicationError> in
+            guard case .statusResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "StatusResponse")) }
+            return .success(response.json)
+        }.get()
     }
 
     /// Runs a state-machine query (e.g. a key-value get or scan) on the node; returns the
     /// result and the LSN the node's state had reached.
     public func query(_ query: [UInt8]) throws(ReplicationError) -> (appliedLSN: LSN, result: [UInt8]) {
-        try waiting { (completion: @escaping @Sendable (Result<(appliedLSN: LSN, result: [UInt8]), ReplicationError>) -> Void) in
-            request { id in .queryRequest(Message.QueryRequest(requestID: id, query: query)) } completion: { result in
-                completion(
-                    result.flatMap { message in
-                        guard case .queryResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "QueryResponse")) }
-                        switch response.outcome {
-                        case .result(let applied, let bytes): return .success((applied, bytes))
-                        case .failed(let failure): return .failure(.requestFailed(failure))
-                        }
-                    })
+        try call { id in .queryRequest(Message.QueryRequest(requestID: id, query: query)) }.flatMap {
+            message -> Result<(appliedLSN: LSN, result: [UInt8]), ReplicationError> in
+            guard case .queryResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "QueryResponse")) }
+            switch response.outcome {
+            case .result(let applied, let bytes): return .success((applied, bytes))
+            case .failed(let failure): return .failure(.requestFailed(failure))
             }
-        }
+        }.get()
     }
 
     /// Asks the node (a follower) to become the primary of a new epoch, at least
     /// `minimumEpoch`. Returns the new epoch and the LSN of its epoch-start record.
     public func promote(minimumEpoch: Epoch = Epoch(0)) throws(ReplicationError) -> (epoch: Epoch, firstLSN: LSN) {
-        try waiting { (completion: @escaping @Sendable (Result<(epoch: Epoch, firstLSN: LSN), ReplicationError>) -> Void) in
-            request(waiting: .seconds(30)) { id in .promoteRequest(Message.PromoteRequest(requestID: id, minimumEpoch: minimumEpoch)) } completion: { result in
-                completion(
-                    result.flatMap { message in
-                        guard case .promoteResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "PromoteResponse")) }
-                        switch response.outcome {
-                        case .promoted(let epoch, let first): return .success((epoch, first))
-                        case .failed(let failure): return .failure(.requestFailed(failure))
-                        }
-                    })
+        try call(waiting: .seconds(30)) { id in .promoteRequest(Message.PromoteRequest(requestID: id, minimumEpoch: minimumEpoch)) }.flatMap {
+            message -> Result<(epoch: Epoch, firstLSN: LSN), ReplicationError> in
+            guard case .promoteResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "PromoteResponse")) }
+            switch response.outcome {
+            case .promoted(let epoch, let first): return .success((epoch, first))
+            case .failed(let failure): return .failure(.requestFailed(failure))
             }
-        }
-    }
-
-    /// Blocks until the completion passed to `start` runs.
-    private func waiting<T: Sendable>(
-        _ start: (@escaping @Sendable (Result<T, ReplicationError>) -> Void) -> Void
-    ) throws(ReplicationError) -> T {
-        let box = ResultBox<T>()
-        start { box.set($0) }
-        return try box.wait().get()
+        }.get()
     }
 
     // MARK: Answers
 
-    private func readLoop(_ box: ReceiverBox) {
+    /// The reading thread: reads while completion-based requests are pending and no blocking
+    /// caller holds the reader's turn; sleeps otherwise.
+    private func readerLoop() {
         while true {
-            let message: Message?
-            do { message = try box.receiver.receive() } catch {
-                if case .transport(.timedOut) = error {
-                    if let overdue = overdueRequest() {
-                        fail(with: .transport(.timedOut(operation: "waiting for the answer to request \(overdue)", peer: endpoint.description)))
-                        return
-                    }
-                    continue
-                }
-                fail(with: error)
+            lock.lock()
+            while failure == nil && (completionsPending == 0 || reading) {
+                lock.waitSecondary(untilMonotonicNanoseconds: monotonicNanoseconds() &+ 1_000_000_000)
+            }
+            if failure != nil {
+                lock.unlock()
                 return
             }
-            guard let message else {
-                fail(with: .connectionClosed(peer: endpoint.description))
-                return
-            }
-            let id: UInt64
-            switch message {
-            case .appendResponse(let m): id = m.requestID
-            case .readResponse(let m): id = m.requestID
-            case .statusResponse(let m): id = m.requestID
-            case .queryResponse(let m): id = m.requestID
-            case .promoteResponse(let m): id = m.requestID
-            case .error(let failure), .refuse(let failure):
-                fail(with: .refused(peer: endpoint.description, failure))
-                return
-            default:
-                fail(with: .unexpectedMessage(peer: endpoint.description, message.type, expected: "a response"))
-                return
-            }
-            let entry = lock.withLock { pending.removeValue(forKey: id) }
-            lock.broadcast()
-            entry?.complete(.success(message))
+            reading = true
+            lock.unlock()
+            readOne()
         }
+    }
+
+    /// Reads one message (or times out) as the holder of the reader's turn, hands it to its
+    /// request and gives the turn back. Failures fail every request.
+    private func readOne() {
+        let message: Message?
+        do { message = try receiver.receiver.receive() } catch {
+            if case .transport(.timedOut) = error, overdueRequest() == nil {
+                releaseTurn(delivering: nil)
+                return
+            }
+            if case .transport(.timedOut) = error, let overdue = overdueRequest() {
+                fail(with: .transport(.timedOut(operation: "waiting for the answer to request \(overdue)", peer: endpoint.description)))
+            } else {
+                fail(with: error)
+            }
+            return
+        }
+        guard let message else {
+            fail(with: .connectionClosed(peer: endpoint.description))
+            return
+        }
+        let id: UInt64
+        switch message {
+        case .appendResponse(let m): id = m.requestID
+        case .readResponse(let m): id = m.requestID
+        case .statusResponse(let m): id = m.requestID
+        case .queryResponse(let m): id = m.requestID
+        case .promoteResponse(let m): id = m.requestID
+        case .error(let failure), .refuse(let failure):
+            fail(with: .refused(peer: endpoint.description, failure))
+            return
+        default:
+            fail(with: .unexpectedMessage(peer: endpoint.description, message.type, expected: "a response"))
+            return
+        }
+        releaseTurn(delivering: (id, message))
+    }
+
+    /// Gives the reader's turn back and hands `delivered` to its request: a blocking caller
+    /// finds it in `answers`; a completion runs here, after the lock is released.
+    private func releaseTurn(delivering delivered: (id: UInt64, message: Message)?) {
+        lock.lock()
+        reading = false
+        var completion: (@Sendable (Result<Message, ReplicationError>) -> Void)?
+        if let delivered, let entry = pending.removeValue(forKey: delivered.id) {
+            switch entry.waiter {
+            case .caller: answers[delivered.id] = .success(delivered.message)
+            case .completion(let complete):
+                completionsPending -= 1
+                completion = complete
+            }
+        }
+        let wakeCallers = callersWaiting > 0
+        let wakeReader = completionsPending > 0
+        lock.unlock()
+        if wakeCallers { lock.broadcast() }
+        if wakeReader { lock.broadcastSecondary() }
+        completion?(.success(delivered!.message))
     }
 
     /// The id of a request past its deadline, if any.
@@ -296,22 +387,31 @@ public final class ReplicationClient: @unchecked Sendable {
         return lock.withLock { pending.first { $0.value.deadline < now }?.key }
     }
 
+    /// Fails every request in flight and every later one with `error`, and closes the connection.
     private func fail(with error: ReplicationError) {
         let failed = lock.withLock { () -> [@Sendable (Result<Message, ReplicationError>) -> Void] in
             if failure == nil { failure = error }
-            let all = pending.values.map(\.complete)
+            var completions: [@Sendable (Result<Message, ReplicationError>) -> Void] = []
+            for (id, entry) in pending {
+                switch entry.waiter {
+                case .caller: answers[id] = .failure(error)
+                case .completion(let complete): completions.append(complete)
+                }
+            }
             pending.removeAll()
-            return all
+            completionsPending = 0
+            return completions
         }
         lock.broadcast()
+        lock.broadcastSecondary()
         connection.close()
         for completion in failed { completion(.failure(error)) }
     }
 }
 
-/// Hands a `MessageReceiver` (non-copyable) to the reading thread.
+/// Hands a `MessageReceiver` (non-copyable) to whichever thread holds the reader's turn.
 final class ReceiverBox: @unchecked Sendable {
-    // @unchecked: used by one thread at a time (the creator, then the reader).
+    // @unchecked: used by one thread at a time (the creator, then the holder of the turn).
     var receiver: MessageReceiver
     init(_ receiver: consuming MessageReceiver) { self.receiver = receiver }
 }

@@ -33,7 +33,9 @@ struct FailoverProcessTests {
 
     @Test(arguments: CoordinationBackend.allCases)
     func repeatedPrimaryKillsUnderFlushOneLoseNoAcknowledgedWriteAndNodesEndByteIdentical(_ backend: CoordinationBackend) throws {
-        let cluster = try ElectedCluster("repeated-\(backend)", backend: backend, leaseSeconds: Self.leaseSeconds)
+        // The primaries' default level is flush:1 too: each term keeps its synchronous set in
+        // the term record, and each election goes through its candidate rule.
+        let cluster = try ElectedCluster("repeated-\(backend)", backend: backend, leaseSeconds: Self.leaseSeconds, flags: ["--ack", "flush:1"])
         defer { cluster.cleanup() }
         try cluster.startAll()
         var primary = try cluster.waitForPrimary(timeout: Self.electionTimeout)
@@ -322,6 +324,96 @@ struct FailoverProcessTests {
         }
         for index in cluster.indices where index != next {
             let difference = segmentsDiffer(cluster.directory(next), cluster.directory(index))
+            #expect(difference == nil, "\(cluster.nodeID(index)): \(difference ?? "")")
+        }
+    }
+
+    // MARK: 4. Candidates after a synchronous term
+
+    /// With `--ack flush:1`, the writes acknowledged while one follower was down are on the
+    /// primary and the other follower only. When both of those die, the stale follower must
+    /// not take over (it lacks them; Patroni's synchronous mode); once the in-sync follower is
+    /// back, it wins, and every acknowledged write is on every node.
+    @Test(arguments: CoordinationBackend.allCases)
+    func followerMissingAcknowledgedWritesDoesNotTakeOverUntilTheSynchronousSetIsSeen(_ backend: CoordinationBackend) throws {
+        let cluster = try ElectedCluster("sync-set-\(backend)", backend: backend, leaseSeconds: Self.leaseSeconds, flags: ["--ack", "flush:1"])
+        defer { cluster.cleanup() }
+        try cluster.startAll()
+        let (primary, epoch) = try cluster.waitForPrimary(timeout: Self.electionTimeout)
+        try cluster.waitForFollowers(of: primary, count: 2, timeout: Self.catchUpTimeout)
+        let first = try cluster.run(["append"], on: primary, input: (0..<20).flatMap { failoverLine(2_000_000 + $0) })
+        #expect(first.status == 0, "\(first.stderr)")
+        try cluster.waitForFollowers(of: primary, count: 2, timeout: Self.catchUpTimeout)
+        let followers = cluster.indices.filter { $0 != primary }
+        let (inSync, stale) = (followers[0], followers[1])
+
+        cluster.kill(stale)
+        let acknowledged = try cluster.run(["append"], on: primary, input: (20..<70).flatMap { failoverLine(2_000_000 + $0) })
+        #expect(acknowledged.status == 0, "flush:1 is met by the in-sync follower alone: \(acknowledged.stderr)")
+        let lastAcknowledged = try #require(printedLSNs(acknowledged.stdout).max())
+        cluster.kill(primary)
+        cluster.kill(inSync)
+
+        try cluster.start(stale)
+        // Four TTLs: the leader key is gone after one; the stale follower must stay out.
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < cluster.ttl * 4 {
+            let status = cluster.status(stale)
+            #expect(status.map(ElectedCluster.isActingPrimary) != true, "the stale follower took over: \(status ?? [:])")
+            usleep(100_000)
+        }
+        let staleOutput = cluster.node(stale)?.process.stderr ?? ""
+        #expect(staleOutput.contains("election: not campaigning"), "it says why it waits: \(staleOutput.suffix(2000))")
+
+        try cluster.start(inSync)
+        let (winner, nextEpoch) = try cluster.waitForPrimary(newerThan: epoch, timeout: Self.failoverTimeout)
+        #expect(winner == inSync, "the in-sync follower wins, not \(cluster.nodeID(winner))")
+        try cluster.waitForFollowers(of: winner, count: 1, through: lastAcknowledged, timeout: Self.catchUpTimeout)
+        let status = try #require(cluster.status(winner))
+        #expect(number(status["last_lsn"]) > lastAcknowledged, "every acknowledged LSN (to \(lastAcknowledged)) is in epoch \(nextEpoch)'s log: \(status)")
+        cluster.stopAll(primary: winner)
+        let difference = segmentsDiffer(cluster.directory(winner), cluster.directory(stale))
+        #expect(difference == nil, "\(cluster.nodeID(stale)): \(difference ?? "")")
+        #expect(cluster.rejoinDirectories.isEmpty, "nothing was cut: \(cluster.rejoinDirectories)")
+    }
+
+    /// Epochs come from the term record, not from what the winner has seen: a node that was
+    /// down while two others led one after the other, and then runs alone, starts an epoch
+    /// above both, never one of theirs again (the known issue of session 2's live-members rule).
+    @Test(arguments: CoordinationBackend.allCases)
+    func nodeReturningAloneAfterOthersLedGetsAnEpochAboveEveryEarlierTerm(_ backend: CoordinationBackend) throws {
+        let cluster = try ElectedCluster("epoch-counter-\(backend)", backend: backend, leaseSeconds: Self.leaseSeconds)
+        defer { cluster.cleanup() }
+        try cluster.startAll()
+        let (first, firstEpoch) = try cluster.waitForPrimary(timeout: Self.electionTimeout)
+        try cluster.waitForFollowers(of: first, count: 2, timeout: Self.catchUpTimeout)
+        let others = cluster.indices.filter { $0 != first }
+        let (returning, second) = (others[0], others[1])
+        cluster.kill(returning)
+        // `second` leads next, then `first` again alone (its log has seen `second`'s epoch).
+        cluster.kill(first)
+        let (_, secondEpoch) = try cluster.waitForPrimary(newerThan: firstEpoch, timeout: Self.failoverTimeout)
+        try cluster.start(first)
+        try cluster.waitForFollowers(of: second, count: 1, timeout: Self.catchUpTimeout)
+        cluster.kill(second)
+        let (again, thirdEpoch) = try cluster.waitForPrimary(newerThan: secondEpoch, timeout: Self.failoverTimeout)
+        #expect(again == first)
+        cluster.kill(first)
+        // The returning node saw only the first epoch; its log and the members it can see
+        // (none) would give it the second one again.
+        try cluster.start(returning)
+        let (winner, epoch) = try cluster.waitForPrimary(newerThan: firstEpoch, timeout: Self.failoverTimeout)
+        #expect(winner == returning)
+        #expect(epoch > thirdEpoch, "\(cluster.nodeID(returning)) started epoch \(epoch), not above epoch \(thirdEpoch) of \(cluster.nodeID(first))")
+        let wins = cluster.epochWins()
+        #expect(Set(wins.map(\.epoch)).count == wins.count, "no epoch was started twice: \(wins)")
+        // The others come back and follow it, cutting what they hold beyond its history.
+        try cluster.start(first)
+        try cluster.start(second)
+        try cluster.waitForFollowers(of: returning, count: 2, timeout: Self.catchUpTimeout)
+        cluster.stopAll(primary: returning)
+        for index in others.filter({ $0 != returning }) + [first] {
+            let difference = segmentsDiffer(cluster.directory(returning), cluster.directory(index))
             #expect(difference == nil, "\(cluster.nodeID(index)): \(difference ?? "")")
         }
     }

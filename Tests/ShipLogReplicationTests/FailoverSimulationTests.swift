@@ -221,10 +221,12 @@ final class FailoverSimulation: @unchecked Sendable {
 
     /// Which epoch an election promotes to: one above ...
     enum ElectionRule: String {
-        /// ... every epoch ever started (a counter the coordination service keeps): the default.
+        /// ... every epoch ever started (the term record's counter in the coordination service,
+        /// `FailoverManager.campaign(after:)`): the default.
         case aboveEveryEpochStarted = "all-epochs"
-        /// ... the epochs of the live members only (what `FailoverManager.campaign()` knows after
-        /// a restart): reuses an epoch, or goes below a down node's, when the node that started
+        /// ... the epochs of the live members only (what an election without the term record
+        /// would know after a restart, and what an operator promoting by hand may pick):
+        /// reuses an epoch, or goes below a down node's, when the node that started
         /// the highest epoch is down. Nodes run with `fencesByEpoch` off, as under
         /// `serve --elect`, so that such a node rejoins (see
         /// `FailoverRegressionTests.returningNodeWithANewerEpochRejoinsAnElectedPrimaryOfAnOlderOne`);
@@ -232,7 +234,7 @@ final class FailoverSimulation: @unchecked Sendable {
         case aboveLiveMembers = "live-members"
     }
 
-    /// `SHIPLOG_FAILSIM_ELECTION=live-members` replays a seed with FailoverManager's rule.
+    /// `SHIPLOG_FAILSIM_ELECTION=live-members` replays a seed with the live-members rule.
     static let electionRule = ProcessInfo.processInfo.environment["SHIPLOG_FAILSIM_ELECTION"].flatMap(ElectionRule.init) ?? .aboveEveryEpochStarted
 
     struct Machine {

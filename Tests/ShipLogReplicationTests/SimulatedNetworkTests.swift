@@ -277,9 +277,11 @@ import ShipLogTestSupport
         let listener = try network.listen(on: nodeB)
         let record = Locked(RunRecord())
         let handlers = Locked<[OwnedThread]>([])
+        let accepted = Locked<Set<Int>>([])
         let acceptor = OwnedThread.start(name: "acceptor") {
             while let connection = try? listener.accept() {
                 let id = (connection as! SimulatedConnection).id
+                accepted.withLock { _ = $0.insert(id) }
                 let handler = OwnedThread.start(name: "echo-\(id)") {
                     var buffer = [UInt8](repeating: 0, count: 3000)
                     var echoing = echo
@@ -300,6 +302,7 @@ import ShipLogTestSupport
         let client = network.host("node-a")
         var counter: UInt32 = 0
         var readers: [OwnedThread] = []
+        var connected: Set<Int> = []
         for _ in 0..<connections {
             var connection: (any Connection)?
             while connection == nil {
@@ -308,6 +311,7 @@ import ShipLogTestSupport
             }
             let established = connection!
             let id = (established as! SimulatedConnection).id
+            connected.insert(id)
             readers.append(
                 OwnedThread.start(name: "reader-\(id)") {
                     while let bytes = try? TransportTesting.receive(1000, from: established), !bytes.isEmpty {
@@ -326,6 +330,10 @@ import ShipLogTestSupport
             established.close()
         }
         for reader in readers { reader.join() }
+        // Closing the listener drops connections not yet accepted: wait for every one the
+        // client made, or the server's record would depend on the acceptor's timing.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !accepted.withLock({ connected.isSubset(of: $0) }) && ContinuousClock.now < deadline { usleep(1000) }
         listener.close()
         acceptor.join()
         for handler in handlers.withLock({ $0 }) { handler.join() }

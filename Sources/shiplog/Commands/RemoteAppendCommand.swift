@@ -57,12 +57,17 @@ struct RemoteAppendCommand {
         /// answer was lost may have been appended by the old primary: it is then appended
         /// twice; only the acknowledged LSNs are printed.)
         var retryingSince: ContinuousClock.Instant?
+        var acknowledgedBeforeRetrying = 0
         func failOver() throws {
             sequencer.waitForAll()
+            // A primary found by the last failover acknowledged appends: this is a new
+            // failover, with a patience of its own.
+            if sequencer.acknowledgedCount > acknowledgedBeforeRetrying { retryingSince = nil }
             guard sequencer.needsRetry else {
                 retryingSince = nil
                 return
             }
+            if retryingSince == nil { acknowledgedBeforeRetrying = sequencer.acknowledgedCount }
             let since = retryingSince ?? .now
             retryingSince = since
             guard ContinuousClock.now - since < Self.failoverPatience else {
@@ -183,6 +188,7 @@ final class AcknowledgementSequencer: @unchecked Sendable {
     private var outstanding = 0
     private var anyFailure = false
     private var epoch = Epoch(0)
+    private var acknowledged = 0
     private(set) var stoppedAt: (line: Int, error: ReplicationError)?
 
     init(retrying: Bool = false) { self.retrying = retrying }
@@ -207,13 +213,19 @@ final class AcknowledgementSequencer: @unchecked Sendable {
             } else {
                 answers[index] = result
                 requests[index] = nil
-                if case .success(let appended) = result { epoch = max(epoch, appended.epoch) }
+                if case .success(let appended) = result {
+                    epoch = max(epoch, appended.epoch)
+                    acknowledged += 1
+                }
                 if case .failure = result { anyFailure = true }
                 printReady()
             }
         }
         lock.signal()
     }
+
+    /// Requests acknowledged so far.
+    var acknowledgedCount: Int { lock.withLock { acknowledged } }
 
     /// Errors after which the same request may succeed on another primary.
     static func isFixedByFailover(_ error: ReplicationError) -> Bool {
