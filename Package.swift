@@ -62,7 +62,7 @@ let package = Package(
             swiftSettings: strict),
         // The command-line tool.
         .executableTarget(name: "shiplog", dependencies: ["ShipLog", "ShipLogFailover", "CLZ4"], swiftSettings: strict),
-        // Test-only: fault-injecting file systems.
+        // Test-only: fault-injecting file systems and network, coordination test servers.
         .target(name: "ShipLogTestSupport", dependencies: ["ShipLogStorage", "ShipLogReplication"], swiftSettings: strict),
 
         .testTarget(name: "ShipLogFormatTests", dependencies: ["ShipLogFormat"]),
@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "ShipLogKVTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogProtocolTests", dependencies: ["ShipLogProtocol"]),
         .testTarget(name: "ShipLogReplicationTests", dependencies: ["ShipLog", "ShipLogTestSupport"]),
-        .testTarget(name: "ShipLogFailoverTests", dependencies: ["ShipLogFailover"]),
+        .testTarget(name: "ShipLogFailoverTests", dependencies: ["ShipLogFailover", "ShipLogTestSupport"]),
         .testTarget(name: "ShipLogCLITests", dependencies: ["ShipLog", "shiplog", "ShipLogTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -257,9 +257,9 @@ final class EtcdCoordinationService: CoordinationService, @unchecked Sendable {
 
 /// Leadership on etcd: a lease of its own and its own connection.
 ///
-/// `@unchecked Sendable`: `ioLock` serializes renew and resign and guards `client`;
-/// `stateLock` guards `deadline` and `end` and is never held during I/O, so ``validUntil``
-/// never waits for a renewal in progress.
+/// `@unchecked Sendable`: `ioLock` serializes renew and resign and guards `client`; the
+/// validity has a lock of its own, never held during I/O, so ``validUntil`` never waits for a
+/// renewal in progress.
 final class EtcdLeadership: Leadership, @unchecked Sendable {
     let nodeID: String
     private let key: String
@@ -267,9 +267,7 @@ final class EtcdLeadership: Leadership, @unchecked Sendable {
     private let config: ElectionConfig
     private let ioLock = ConditionLock()
     private let client: EtcdClient
-    private let stateLock = ConditionLock()
-    private var deadline: UInt64
-    private var end: CoordinationError?
+    private let validity: LeadershipValidity
 
     init(nodeID: String, key: String, lease: Int64, client: EtcdClient, config: ElectionConfig, validUntil: UInt64) {
         self.nodeID = nodeID
@@ -277,51 +275,77 @@ final class EtcdLeadership: Leadership, @unchecked Sendable {
         self.lease = lease
         self.client = client
         self.config = config
-        self.deadline = validUntil
+        self.validity = LeadershipValidity(validUntil: validUntil)
     }
 
-    var validUntil: UInt64 { stateLock.withLock { deadline } }
+    var validUntil: UInt64 { validity.validUntil }
 
     func renew() throws(CoordinationError) {
         try ioLock.withLock { () throws(CoordinationError) in
-            if let end = stateLock.withLock({ end }) { throw end }
+            if let end = validity.end { throw end }
             let started = monotonicNanoseconds()
             let deadline = Deadline.after(config.operationTimeout)
             guard let ttl = try client.keepAlive(lease: lease, deadline: deadline) else {
-                throw ended(.leaseLost("lease \(lease) holding \(key) for \(nodeID) expired or was revoked"))
+                throw validity.ended(.leaseLost("lease \(lease) holding \(key) for \(nodeID) expired or was revoked"))
             }
             let current = try client.get(key: key, deadline: deadline).keyValue
             guard let current, current.lease == lease else {
                 let holder = current.map { "now bound to lease \($0.lease)" } ?? "deleted"
-                throw ended(.leaseLost("\(key) was \(holder); \(nodeID) held it with lease \(lease)"))
+                throw validity.ended(.leaseLost("\(key) was \(holder); \(nodeID) held it with lease \(lease)"))
             }
             let validUntil = LeaseTiming.validUntil(
                 requestStart: started, ttl: config.ttl, serverTTL: .seconds(ttl), margin: config.safetyMargin)
-            stateLock.withLock {
-                if end == nil { self.deadline = max(self.deadline, validUntil) }
-            }
+            validity.extend(to: validUntil)
         }
     }
 
-    /// Records the final error and drops the deadline to 0.
-    private func ended(_ error: CoordinationError) -> CoordinationError {
-        stateLock.withLock {
-            if end == nil { end = error }
+    func resign() {
+        let first = validity.resign(nodeID: nodeID)
+        ioLock.withLock {
+            if first { try? client.revoke(lease: lease, deadline: .after(config.operationTimeout)) }
+            client.close()
+        }
+    }
+}
+
+/// A leadership's validity, shared by the backends: the monotonic deadline before which it
+/// certainly holds, and the final error once it ended (then the deadline is 0).
+///
+/// `@unchecked Sendable`: both are guarded by `lock`, which is never held during I/O.
+final class LeadershipValidity: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var deadline: UInt64
+    private var finalError: CoordinationError?
+
+    init(validUntil: UInt64) { deadline = validUntil }
+
+    var validUntil: UInt64 { lock.withLock { deadline } }
+
+    /// The error that ended the leadership, nil while it may hold.
+    var end: CoordinationError? { lock.withLock { finalError } }
+
+    /// Moves the deadline forward to `validUntil` (never back), unless the leadership ended.
+    func extend(to validUntil: UInt64) {
+        lock.withLock { if finalError == nil { deadline = max(deadline, validUntil) } }
+    }
+
+    /// Records `error` as final (the first one stays) and drops the deadline to 0; returns it.
+    @discardableResult
+    func ended(_ error: CoordinationError) -> CoordinationError {
+        lock.withLock {
+            if finalError == nil { finalError = error }
             deadline = 0
         }
         return error
     }
 
-    func resign() {
-        let first = stateLock.withLock {
-            guard end == nil else { return false }
-            end = .closed("the leadership of \(nodeID) (resigned)")
+    /// Ends the leadership as resigned; true when it had not ended before.
+    func resign(nodeID: String) -> Bool {
+        lock.withLock {
+            guard finalError == nil else { return false }
+            finalError = .closed("the leadership of \(nodeID) (resigned)")
             deadline = 0
             return true
-        }
-        ioLock.withLock {
-            if first { try? client.revoke(lease: lease, deadline: .after(config.operationTimeout)) }
-            client.close()
         }
     }
 }

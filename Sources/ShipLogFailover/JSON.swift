@@ -1,7 +1,8 @@
 /// A JSON value, enough for etcd's gateway: strict RFC 8259 parsing of bounded input and
 /// nesting, and compact encoding with sorted keys (deterministic request bodies).
 /// Numbers keep their text, so 64-bit integers never pass through a Double.
-enum JSON: Equatable, Sendable {
+/// Package-wide: the `shiplog` tool parses status documents with it too.
+package enum JSON: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(String)
@@ -10,24 +11,36 @@ enum JSON: Equatable, Sendable {
     case object([String: JSON])
 
     /// Deepest nesting of arrays and objects accepted.
-    static let depthMax = 32
+    package static let depthMax = 32
 
-    struct SyntaxError: Error, CustomStringConvertible {
-        var offset: Int
-        var reason: String
-        var description: String { "invalid JSON at byte \(offset): \(reason)" }
+    /// Where a document breaks the grammar or a limit (offset from its first byte), and how.
+    package struct SyntaxError: Error, CustomStringConvertible {
+        package var offset: Int
+        package var reason: String
+        package var description: String { "invalid JSON at byte \(offset): \(reason)" }
     }
 
-    /// Parses one document of at most `bytesMax` bytes.
-    static func parse(_ bytes: ArraySlice<UInt8>, bytesMax: Int) throws(SyntaxError) -> JSON {
-        guard bytes.count <= bytesMax else {
-            throw SyntaxError(offset: 0, reason: "document of \(bytes.count) bytes exceeds \(bytesMax) bytes")
-        }
+    /// Parses one document of at most `bytesMax` bytes (checked before anything is parsed),
+    /// nested at most ``depthMax`` deep. Rejects duplicate keys, strings that are not UTF-8,
+    /// unpaired surrogates and anything after the document.
+    package static func parse(_ bytes: ArraySlice<UInt8>, bytesMax: Int) throws(SyntaxError) -> JSON {
+        try checkSize(bytes.count, bytesMax: bytesMax)
         var parser = JSONParser(bytes: bytes)
         let value = try parser.value(depth: 0)
         parser.skipSpace()
         guard parser.offset == bytes.endIndex else { throw parser.error("unexpected bytes after the document") }
         return value
+    }
+
+    /// Parses the UTF-8 of `text` as ``parse(_:bytesMax:)`` does; its size is checked before
+    /// it is copied.
+    package static func parse(_ text: String, bytesMax: Int) throws(SyntaxError) -> JSON {
+        try checkSize(text.utf8.count, bytesMax: bytesMax)
+        return try parse(Array(text.utf8)[...], bytesMax: bytesMax)
+    }
+
+    private static func checkSize(_ count: Int, bytesMax: Int) throws(SyntaxError) {
+        guard count <= bytesMax else { throw SyntaxError(offset: 0, reason: "document of \(count) bytes exceeds \(bytesMax) bytes") }
     }
 
     // MARK: Reading

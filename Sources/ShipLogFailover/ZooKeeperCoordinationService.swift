@@ -240,31 +240,29 @@ final class ZooKeeperCoordinationService: CoordinationService, @unchecked Sendab
 
 /// Leadership on ZooKeeper: an ephemeral node of a session of its own.
 ///
-/// `@unchecked Sendable`: `ioLock` serializes renew and resign and guards `session`;
-/// `stateLock` guards `deadline` and `end` and is never held during I/O.
+/// `@unchecked Sendable`: `ioLock` serializes renew and resign and guards `session`; the
+/// validity has a lock of its own, never held during I/O.
 final class ZooKeeperLeadership: Leadership, @unchecked Sendable {
     let nodeID: String
     private let path: String
     private let config: ElectionConfig
     private let ioLock = ConditionLock()
     private let session: ZooKeeperSession
-    private let stateLock = ConditionLock()
-    private var deadline: UInt64
-    private var end: CoordinationError?
+    private let validity: LeadershipValidity
 
     init(nodeID: String, path: String, session: ZooKeeperSession, config: ElectionConfig, validUntil: UInt64) {
         self.nodeID = nodeID
         self.path = path
         self.session = session
         self.config = config
-        self.deadline = validUntil
+        self.validity = LeadershipValidity(validUntil: validUntil)
     }
 
-    var validUntil: UInt64 { stateLock.withLock { deadline } }
+    var validUntil: UInt64 { validity.validUntil }
 
     func renew() throws(CoordinationError) {
         try ioLock.withLock { () throws(CoordinationError) in
-            if let end = stateLock.withLock({ end }) { throw end }
+            if let end = validity.end { throw end }
             let started = monotonicNanoseconds()
             do throws(CoordinationError) {
                 let stat = try session.exists(path, watch: false, deadline: .after(config.operationTimeout))
@@ -274,32 +272,17 @@ final class ZooKeeperLeadership: Leadership, @unchecked Sendable {
                         "\(path) \(holder); \(nodeID) held it with session \(String(sessionID: session.sessionID))")
                 }
             } catch {
-                if error.isFinal { record(error) }
+                if error.isFinal { validity.ended(error) }
                 throw error
             }
             let validUntil = LeaseTiming.validUntil(
                 requestStart: started, ttl: config.ttl, serverTTL: session.negotiatedTimeout, margin: config.safetyMargin)
-            stateLock.withLock {
-                if end == nil { self.deadline = max(self.deadline, validUntil) }
-            }
-        }
-    }
-
-    /// Records the final error and drops the deadline to 0.
-    private func record(_ error: CoordinationError) {
-        stateLock.withLock {
-            if end == nil { end = error }
-            deadline = 0
+            validity.extend(to: validUntil)
         }
     }
 
     func resign() {
-        let first = stateLock.withLock {
-            guard end == nil else { return false }
-            end = .closed("the leadership of \(nodeID) (resigned)")
-            deadline = 0
-            return true
-        }
+        let first = validity.resign(nodeID: nodeID)
         ioLock.withLock {
             if first {
                 session.closeSession(deadline: .after(config.operationTimeout))

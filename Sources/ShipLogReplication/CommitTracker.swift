@@ -242,6 +242,9 @@ final class CommitTracker: @unchecked Sendable {
         update { _ in self.countedFollowers = nodeIDs }
     }
 
+    /// The followers whose positions count toward commit levels; nil: every follower's.
+    var counted: Set<String>? { lock.withLock { countedFollowers } }
+
     /// The highest LSN acknowledged at a follower level, and the followers' positions.
     var acknowledgements: (acknowledgedLSN: LSN, followers: [String: FollowerPositions]) {
         lock.withLock { (acknowledged, followers) }

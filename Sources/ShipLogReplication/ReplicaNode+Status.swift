@@ -86,6 +86,7 @@ extension ReplicaNode {
 
     private func followersJSON(written: LSN) -> (json: String, omitted: Int) {
         let positions = tracker.followerPositions
+        let counted = tracker.counted
         let streams = lock.withLock { self.streams }
         let slotPositions = slots.positions
         let log = host?.log
@@ -100,6 +101,7 @@ extension ReplicaNode {
             item.field("written_lsn", position.written)
             item.field("flushed_lsn", position.flushed)
             item.field("applied_lsn", position.applied)
+            item.field("counts", counted?.contains(nodeID) ?? true)
             let lagRecords = written.rawValue &- min(written.rawValue, position.flushed.rawValue)
             item.field("lag_records", lagRecords)
             item.field("lag_bytes", lagBytes(after: position.flushed, log: log))

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ShipLogTestSupport
 import Testing
 
 // Child processes for the end-to-end tests of the `shiplog` tool (CLITests,
@@ -118,19 +119,8 @@ final class ChildProcess: @unchecked Sendable {
         defer { argv.forEach { free($0) } }
         // The child starts with no blocked signals and default dispositions, whatever the
         // spawning thread has (worker threads block SIGTERM; this process ignores SIGPIPE).
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid = pid_t()
-        let result = posix_spawn(&pid, binary, &actions, &attributes, argv, environ)
+        let result = withDefaultSignalSpawnAttributes { attributes in posix_spawn(&pid, binary, &actions, &attributes, argv, environ) }
         close(input[0])
         close(output[1])
         close(error[1])

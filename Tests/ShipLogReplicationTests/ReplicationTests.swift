@@ -88,6 +88,38 @@ import Testing
         #expect(cluster.primary.host!.log.writtenLSN == before)
     }
 
+    /// Under an election only the term's synchronous set counts (FAILOVER.md 9.1): a
+    /// follower outside it confirms nothing, however far it got, and the status says which
+    /// followers count.
+    @Test func followerOutsideTheCountedSetConfirmsNothing() throws {
+        let cluster = try TestCluster("counted-set", followers: 2)
+        defer { cluster.remove() }
+        let client = try cluster.client()
+        defer { client.close() }
+        _ = try client.append([putRecord("a", "1")], level: .flush(followers: 2))
+        let counted = cluster.followers[0].options.nodeID
+        cluster.primary.countOnlyFollowers([counted])
+        _ = try client.append([putRecord("b", "2")], level: .flush(followers: 1))
+        #expect {
+            try client.append([putRecord("c", "3")], level: .flush(followers: 2), timeout: .milliseconds(300))
+        } throws: { error in
+            guard case ReplicationError.requestFailed(let failure) = error, case .commitTimedOut = failure.reason else { return false }
+            return true
+        }
+        let status = try StatusDocument(of: cluster.primary)
+        let other = cluster.followers[1].options.nodeID
+        #expect(status.follower(counted)?["counts"] as? Bool == true, "\(status.text)")
+        #expect(status.follower(other)?["counts"] as? Bool == false, "\(status.text)")
+        // Nobody counts: follower levels wait; everybody again: they are met at once.
+        cluster.primary.countOnlyFollowers([])
+        #expect(throws: ReplicationError.self) {
+            try client.append([putRecord("d", "4")], level: .flush(followers: 1), timeout: .milliseconds(300))
+        }
+        cluster.primary.countOnlyFollowers(nil)
+        _ = try client.append([putRecord("e", "5")], level: .flush(followers: 2))
+        #expect(cluster.primary.acknowledgements.acknowledgedLSN == cluster.primary.host!.log.writtenLSN)
+    }
+
     @Test func commitTimeoutFailsOrDegradesAsConfigured() throws {
         for policy in CommitTimeoutPolicy.allCases {
             let cluster = try TestCluster("timeout-\(policy)", followers: 1) { node in
