@@ -66,7 +66,7 @@ final class CommitTracker: @unchecked Sendable {
     /// Under an election, the followers whose positions count toward commit levels (the
     /// synchronous set published in the term record, docs/FAILOVER.md 9); nil: every follower.
     private var countedFollowers: Set<String>?
-    /// The highest LSN answered `committed` at a follower level (write, flush, apply, all).
+    /// The highest LSN decided `committed` at a follower level (write, flush, apply, all); its answer may still be on its way.
     private var acknowledged = LSN.zero
     private var stopped = false
     private var timer: OwnedThread?
@@ -208,7 +208,12 @@ final class CommitTracker: @unchecked Sendable {
         guard !pending.done, let range = pending.range, let local = pending.local else { return nil }
         if case .failure(let error) = local { return .failed(error) }
         if abandoned { return .timedOut(range) }
-        if isMet(pending.level, through: range.last) { return .committed(range, pending.epoch) }
+        if isMet(pending.level, through: range.last) {
+            // Counted here, under the lock that decided it: a change of the counted followers
+            // sees every acknowledgement already decided (FailoverManager's set removal).
+            if pending.level != .local { acknowledged = max(acknowledged, range.last) }
+            return .committed(range, pending.epoch)
+        }
         if degradedLevel != nil && pending.level != .local {
             degradedCount += 1
             return .degraded(range, pending.epoch)
@@ -271,7 +276,6 @@ final class CommitTracker: @unchecked Sendable {
         let first = lock.withLock { () -> Bool in
             if pending.done { return false }
             pending.done = true
-            if case .committed(let range, _) = outcome, pending.level != .local { acknowledged = max(acknowledged, range.last) }
             return true
         }
         if first { pending.complete(outcome) }
