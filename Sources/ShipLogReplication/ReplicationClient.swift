@@ -152,8 +152,8 @@ public final class ReplicationClient: @unchecked Sendable {
 
     // MARK: Requests
 
-    /// Registers a request with a fresh id and sends it; nil (with the id) on success, the
-    /// client's failure otherwise. Blocks while `requestsInFlightMax` requests are in flight.
+    /// Registers a request with a fresh id and sends it; returns the id, or the client's
+    /// failure (nothing sent). Blocks while `requestsInFlightMax` requests are in flight.
     /// `waiting`: how long the node may legitimately take before it answers (the request's
     /// own timeout or wait); the client gives up `responseTimeout` after that.
     private func register(waiting: Duration, _ waiter: Waiter, _ build: (UInt64) -> Message) -> Result<UInt64, ReplicationError> {

@@ -138,6 +138,49 @@ import Testing
         #expect(difference == nil, "a's segment files after starting over: \(difference ?? "")")
     }
 
+    /// A rejoin whose truncation fails halfway (here the disk refuses to create the quarantine
+    /// directory) closed the node's log and never opened it again: the node answered "shut
+    /// down" to everything, and a promotion said the node was shutting down. The log is now
+    /// opened again after a failed change (each change is crash-safe), the link says why the
+    /// rejoin failed and tries again, reads keep working, and the rejoin succeeds once the
+    /// disk does.
+    @Test func rejoinThatFailsHalfwayReopensTheLogAndSucceedsOnceTheDiskWorks() throws {
+        let cluster = try ThreeNodes("rejoin-disk-fault")
+        defer { cluster.remove() }
+        try cluster.append(3, level: .flush(followers: 2), to: "a")
+        cluster.stop("b")
+        cluster.stop("c")
+        try cluster.append(2, level: .local, to: "a")  // LSNs 4 and 5: a's divergent suffix
+        cluster.stop("a")
+        try cluster.start("b", following: "a")
+        let (epoch, _) = try cluster.node("b").promote(minimumEpoch: Epoch(2))
+        try cluster.append(1, level: .local, to: "b", knownEpoch: epoch)
+
+        let disk = FaultInjectingFileSystem(wrapping: PosixFileSystem())
+        let quarantine = cluster.directory("a").appending("quarantine").string
+        let fault = disk.inject(Fault(.createDirectory, .fromCall(0), effect: .fail(errno: EIO), where: { $0.string.hasPrefix(quarantine) }))
+        try cluster.start("a", following: "b", fileSystem: disk)
+        let failedOnce = eventually(within: .seconds(5)) { disk.timesFired(fault) >= 2 }
+        #expect(failedOnce, "the rejoin tried to quarantine a's suffix (and was retried)")
+        // The link retries every few milliseconds: poll rather than look once.
+        var lastError = ""
+        let saysWhy = eventually(within: .seconds(5)) {
+            lastError = (try? StatusDocument(of: cluster.node("a")))?.object["last_error"] as? String ?? ""
+            return lastError.contains("rejoin failed") && lastError.contains("EIO")
+        }
+        #expect(saysWhy, "a says why its rejoin failed: \(lastError)")
+        let serves = eventually(within: .seconds(5)) {
+            guard let reader = try? cluster.client(of: "a") else { return false }
+            defer { reader.close() }
+            return (try? reader.read(from: LSN(1)))?.lastLSN == LSN(5)
+        }
+        #expect(serves, "a's log is open again and still serves LSNs 1 ... 5 until it can cut its suffix")
+
+        disk.removeFault(fault)
+        try cluster.waitUntilCaughtUp(["a"], with: "b")
+        #expect(cluster.node("a").host?.log.lastBatchCRC == cluster.node("b").host?.log.lastBatchCRC)
+    }
+
     /// A promotion to one above the epochs the promoter knows of reuses an epoch, or takes one
     /// below a down node's, when the node that started the highest epoch is down and the
     /// promoter never saw it: an operator promoting by hand, or an election without a counter
@@ -207,7 +250,7 @@ final class ThreeNodes: @unchecked Sendable {
 
     func node(_ name: String) -> KVNode { nodes[name]! }
 
-    private func open(_ name: String, role: ReplicaRole) throws -> KVNode {
+    private func open(_ name: String, role: ReplicaRole, fileSystem: any FileSystem = PosixFileSystem()) throws -> KVNode {
         var options = ReplicationOptions(nodeID: name, secret: testSecret)
         options.keepaliveInterval = .milliseconds(100)
         options.replicationTimeout = FailoverRegressionTests.replicationTimeout
@@ -217,12 +260,12 @@ final class ThreeNodes: @unchecked Sendable {
         options.fencesByEpoch = fencesByEpoch
         return try KVNode(
             directory: directory(name), role: role, listen: endpoint(name), options: options,
-            stateMachineOptions: machineOptions, network: network.host(name)
+            stateMachineOptions: machineOptions, network: network.host(name), fileSystem: fileSystem
         ) { KeyValueStateMachine() }
     }
 
-    func start(_ name: String, following primary: String) throws {
-        nodes[name] = try open(name, role: .follower(primary: endpoint(primary)))
+    func start(_ name: String, following primary: String, fileSystem: any FileSystem = PosixFileSystem()) throws {
+        nodes[name] = try open(name, role: .follower(primary: endpoint(primary)), fileSystem: fileSystem)
     }
 
     func stop(_ name: String) {
