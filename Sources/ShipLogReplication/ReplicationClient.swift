@@ -89,6 +89,8 @@ public final class ReplicationClient: @unchecked Sendable {
     private var completionsPending = 0
     /// Blocking callers waiting on the primary condition.
     private var callersWaiting = 0
+    /// Async callers waiting for fewer than `requestsInFlightMax` requests in flight.
+    private var roomWaiters: [@Sendable () -> Void] = []
     private var readerThread: OwnedThread?
 
     private enum Waiter {
@@ -153,12 +155,16 @@ public final class ReplicationClient: @unchecked Sendable {
     // MARK: Requests
 
     /// Registers a request with a fresh id and sends it; returns the id, or the client's
-    /// failure (nothing sent). Blocks while `requestsInFlightMax` requests are in flight.
+    /// failure (nothing sent). While `requestsInFlightMax` requests are in flight it blocks,
+    /// or, with `blocking` false, returns nil at once (nothing sent).
     /// `waiting`: how long the node may legitimately take before it answers (the request's
     /// own timeout or wait); the client gives up `responseTimeout` after that.
-    private func register(waiting: Duration, _ waiter: Waiter, _ build: (UInt64) -> Message) -> Result<UInt64, ReplicationError> {
-        let registered = lock.withLock { () -> Result<UInt64, ReplicationError> in
+    private func register(
+        waiting: Duration, _ waiter: Waiter, blocking: Bool = true, _ build: (UInt64) -> Message
+    ) -> Result<UInt64, ReplicationError>? {
+        let registered = lock.withLock { () -> Result<UInt64, ReplicationError>? in
             while pending.count >= options.requestsInFlightMax && failure == nil {
+                guard blocking else { return nil }
                 callersWaiting += 1
                 lock.wait()
                 callersWaiting -= 1
@@ -177,12 +183,36 @@ public final class ReplicationClient: @unchecked Sendable {
         return registered
     }
 
+    /// Sends the request without ever blocking the calling thread: nil (nothing sent) while
+    /// `requestsInFlightMax` requests are in flight. For the async API.
+    func requestIfRoom(
+        waiting: Duration, _ build: (UInt64) -> Message, completion: @escaping @Sendable (Result<Message, ReplicationError>) -> Void
+    ) -> Bool {
+        switch register(waiting: waiting, .completion(completion), blocking: false, build) {
+        case nil: return false
+        case .failure(let error)?: completion(.failure(error))
+        case .success?: break
+        }
+        return true
+    }
+
+    /// Runs `resume` once fewer than `requestsInFlightMax` requests are in flight (or the
+    /// client failed): at once, or on the thread that makes room. For the async API.
+    func whenRoom(_ resume: @escaping @Sendable () -> Void) {
+        let now = lock.withLock { () -> Bool in
+            guard pending.count >= options.requestsInFlightMax && failure == nil else { return true }
+            roomWaiters.append(resume)
+            return false
+        }
+        if now { resume() }
+    }
+
     /// Sends the request and calls `completion` with the answer, on whichever thread reads it.
     private func request(
         waiting: Duration = .zero, _ build: (UInt64) -> Message,
         completion: @escaping @Sendable (Result<Message, ReplicationError>) -> Void
     ) {
-        if case .failure(let error) = register(waiting: waiting, .completion(completion), build) { completion(.failure(error)) }
+        if case .failure(let error)? = register(waiting: waiting, .completion(completion), build) { completion(.failure(error)) }
     }
 
     /// Sends the request and returns its answer, reading the connection on this thread while
@@ -190,8 +220,9 @@ public final class ReplicationClient: @unchecked Sendable {
     private func call(waiting: Duration = .zero, _ build: (UInt64) -> Message) -> Result<Message, ReplicationError> {
         let id: UInt64
         switch register(waiting: waiting, .caller, build) {
-        case .success(let registered): id = registered
-        case .failure(let error): return .failure(error)
+        case .success(let registered)?: id = registered
+        case .failure(let error)?: return .failure(error)
+        case nil: preconditionFailure("a blocking registration waits for room")
         }
         lock.lock()
         while true {
@@ -229,7 +260,7 @@ public final class ReplicationClient: @unchecked Sendable {
         return try call(waiting: wait, build).flatMap(Self.appendResult).get()
     }
 
-    private static func appendRequest(
+    static func appendRequest(
         _ records: [[UInt8]], level: CommitLevel?, timeout: Duration?
     ) -> (waiting: Duration, build: (UInt64) -> Message) {
         let millis = timeout.map { UInt32(clamping: max(1, $0.nanoseconds / 1_000_000)) } ?? 0
@@ -242,7 +273,7 @@ public final class ReplicationClient: @unchecked Sendable {
         )
     }
 
-    private static func appendResult(_ message: Message) -> Result<AppendResult, ReplicationError> {
+    static func appendResult(_ message: Message) -> Result<AppendResult, ReplicationError> {
         guard case .appendResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "AppendResponse")) }
         switch response.outcome {
         case .appended(let range, let epoch): return .success(AppendResult(range: range, epoch: epoch, degraded: false))
@@ -255,38 +286,51 @@ public final class ReplicationClient: @unchecked Sendable {
     /// waiting up to `wait` when nothing at or after `lsn` exists yet. Returns the node's last
     /// written LSN with the batches (possibly none).
     public func read(from lsn: LSN, maxBytes: Int = 0, wait: Duration = .zero) throws(ReplicationError) -> (lastLSN: LSN, batches: [Batch]) {
+        let (waiting, build) = Self.readRequest(from: lsn, maxBytes: maxBytes, wait: wait)
+        return try call(waiting: waiting, build).flatMap(Self.readResult).get()
+    }
+
+    static func readRequest(from lsn: LSN, maxBytes: Int, wait: Duration) -> (waiting: Duration, build: (UInt64) -> Message) {
         let millis = UInt32(clamping: min(wait.nanoseconds / 1_000_000, UInt64(ProtocolLimits.requestWaitMillisMax)))
-        let answer = call(waiting: wait) { id in
-            .readRequest(Message.ReadRequest(requestID: id, fromLSN: lsn, maxBytes: UInt32(clamping: maxBytes), waitMillis: millis))
+        return (wait, { id in .readRequest(Message.ReadRequest(requestID: id, fromLSN: lsn, maxBytes: UInt32(clamping: maxBytes), waitMillis: millis)) })
+    }
+
+    static func readResult(_ message: Message) -> Result<(lastLSN: LSN, batches: [Batch]), ReplicationError> {
+        guard case .readResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "ReadResponse")) }
+        switch response.outcome {
+        case .batches(let last, let batches): return .success((last, batches))
+        case .failed(let failure): return .failure(.requestFailed(failure))
         }
-        return try answer.flatMap { message -> Result<(lastLSN: LSN, batches: [Batch]), ReplicationError> in
-            guard case .readResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "ReadResponse")) }
-            switch response.outcome {
-            case .batches(let last, let batches): return .success((last, batches))
-            case .failed(let failure): return .failure(.requestFailed(failure))
-            }
-        }.get()
     }
 
     /// The node's status document (JSON, docs/PROTOCOL.md 8.5).
     public func status() throws(ReplicationError) -> String {
-        try call { id in .statusRequest(Message.StatusRequest(requestID: id)) }.flatMap { message -> Result<String, ReplicationError> in
-            guard case .statusResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "StatusResponse")) }
-            return .success(response.json)
-        }.get()
+        try call(Self.statusRequest).flatMap(Self.statusResult).get()
+    }
+
+    static func statusRequest(_ id: UInt64) -> Message { .statusRequest(Message.StatusRequest(requestID: id)) }
+
+    static func statusResult(_ message: Message) -> Result<String, ReplicationError> {
+        guard case .statusResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "StatusResponse")) }
+        return .success(response.json)
     }
 
     /// Runs a state-machine query (e.g. a key-value get or scan) on the node; returns the
     /// result and the LSN the node's state had reached.
     public func query(_ query: [UInt8]) throws(ReplicationError) -> (appliedLSN: LSN, result: [UInt8]) {
-        try call { id in .queryRequest(Message.QueryRequest(requestID: id, query: query)) }.flatMap {
-            message -> Result<(appliedLSN: LSN, result: [UInt8]), ReplicationError> in
-            guard case .queryResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "QueryResponse")) }
-            switch response.outcome {
-            case .result(let applied, let bytes): return .success((applied, bytes))
-            case .failed(let failure): return .failure(.requestFailed(failure))
-            }
-        }.get()
+        try call(Self.queryRequest(query)).flatMap(Self.queryResult).get()
+    }
+
+    static func queryRequest(_ query: [UInt8]) -> (UInt64) -> Message {
+        { id in .queryRequest(Message.QueryRequest(requestID: id, query: query)) }
+    }
+
+    static func queryResult(_ message: Message) -> Result<(appliedLSN: LSN, result: [UInt8]), ReplicationError> {
+        guard case .queryResponse(let response) = message else { return .failure(.unexpectedMessage(peer: "", message.type, expected: "QueryResponse")) }
+        switch response.outcome {
+        case .result(let applied, let bytes): return .success((applied, bytes))
+        case .failed(let failure): return .failure(.requestFailed(failure))
+        }
     }
 
     /// Asks the node (a follower) to become the primary of a new epoch, at least
@@ -375,10 +419,12 @@ public final class ReplicationClient: @unchecked Sendable {
         }
         let wakeCallers = callersWaiting > 0
         let wakeReader = completionsPending > 0
+        let room = takeRoomWaiters()
         lock.unlock()
         if wakeCallers { lock.broadcast() }
         if wakeReader { lock.broadcastSecondary() }
         completion?(.success(delivered!.message))
+        for resume in room { resume() }
     }
 
     /// The id of a request past its deadline, if any.
@@ -389,7 +435,7 @@ public final class ReplicationClient: @unchecked Sendable {
 
     /// Fails every request in flight and every later one with `error`, and closes the connection.
     private func fail(with error: ReplicationError) {
-        let failed = lock.withLock { () -> [@Sendable (Result<Message, ReplicationError>) -> Void] in
+        let (failed, room) = lock.withLock { () -> ([@Sendable (Result<Message, ReplicationError>) -> Void], [@Sendable () -> Void]) in
             if failure == nil { failure = error }
             var completions: [@Sendable (Result<Message, ReplicationError>) -> Void] = []
             for (id, entry) in pending {
@@ -400,12 +446,20 @@ public final class ReplicationClient: @unchecked Sendable {
             }
             pending.removeAll()
             completionsPending = 0
-            return completions
+            return (completions, takeRoomWaiters())
         }
         lock.broadcast()
         lock.broadcastSecondary()
         connection.close()
         for completion in failed { completion(.failure(error)) }
+        for resume in room { resume() }
+    }
+
+    /// The async callers to resume now that there is room or a failure (lock held).
+    private func takeRoomWaiters() -> [@Sendable () -> Void] {
+        guard !roomWaiters.isEmpty, pending.count < options.requestsInFlightMax || failure != nil else { return [] }
+        defer { roomWaiters.removeAll() }
+        return roomWaiters
     }
 }
 

@@ -72,6 +72,56 @@ import Testing
         }
     }
 
+    /// The async API suspends tasks instead of blocking threads: 64 concurrent appends through
+    /// a client that allows only 2 requests in flight all complete, each with its own LSN; and
+    /// while 6 appends wait (for their answers, or for room), another task still gets a
+    /// thread of the cooperative pool at once (a blocking implementation would hold them all).
+    @Test func asyncClientSuspendsInsteadOfBlockingEvenAtItsInFlightLimit() async throws {
+        let cluster = try TestCluster("async-client", followers: 1)
+        defer { cluster.remove() }
+        var options = ClientOptions(nodeID: "async-app", secret: testSecret)
+        options.requestsInFlightMax = 2
+        let client = try ReplicationClient(connectingTo: cluster.primary.listenEndpoint!, options: options, network: cluster.network)
+        defer { client.close() }
+        let ranges = try await withThrowingTaskGroup(of: LSNRange.self) { group in
+            for index in 0..<64 {
+                group.addTask { try await client.append([putRecord("key-\(index)", "\(index)")], level: .flush(followers: 1)).range }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(ranges.map(\.first.rawValue).sorted() == Array(1...64))
+        let (applied, bytes) = try await client.query(KeyValueQuery.get(key: Array("key-63".utf8)).encoded())
+        #expect(applied >= LSN(64))
+        #expect(try KeyValueQueryResult(decoding: bytes) == .value(Array("63".utf8)))
+        let (last, batches) = try await client.read(from: .first)
+        #expect(last == LSN(64) && batches.reduce(0) { $0 + Int($1.header.recordCount) } == 64)
+        #expect(try await client.status().contains("\"role\":\"primary\""))
+
+        // With the follower gone, `all` waits for its timeout: 6 appends waiting (2 in flight,
+        // 4 waiting for room) on an executor of ONE thread (so other tests cannot take it)
+        // must leave that thread free for another task meanwhile. A blocking call would hold
+        // it for at least one timeout (1.5 s).
+        cluster.followers[0].shutdown()
+        cluster.followers.removeAll()
+        let executor = OneThreadExecutor()
+        defer { executor.stop() }
+        let started = ContinuousClock.now
+        let waiting = Task(executorPreference: executor) {
+            await withTaskGroup(of: Bool.self) { group in
+                for index in 0..<6 {
+                    group.addTask { (try? await client.append([putRecord("late-\(index)", "x")], level: .all, timeout: .milliseconds(1500))) == nil }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        let otherTaskRanAfter = await Task(executorPreference: executor) { ContinuousClock.now - started }.value
+        #expect(otherTaskRanAfter < .milliseconds(1000), "another task waited \(otherTaskRanAfter) for the executor's thread")
+        #expect(await waiting.value == 6, "every append to a gone follower at `all` times out")
+        client.close()
+        await #expect(throws: ReplicationError.self) { try await client.status() }
+    }
+
     @Test func tooFewFollowersIsRefusedWithoutAppending() throws {
         let cluster = try TestCluster("unavailable", followers: 1)
         defer { cluster.remove() }
@@ -149,6 +199,46 @@ import Testing
                 #expect(try client.status().contains("\"degraded\":true"))
             }
             #expect(cluster.primary.host!.log.writtenLSN == LSN(2))
+        }
+    }
+}
+
+/// A task executor with one thread of its own: a job that blocks it blocks every task that
+/// prefers it, whatever else runs in the process.
+final class OneThreadExecutor: TaskExecutor, @unchecked Sendable {
+    // @unchecked: `jobs` and `stopped` are guarded by `lock`.
+    private let lock = ConditionLock()
+    private var jobs: [UnownedJob] = []
+    private var stopped = false
+    private var thread: OwnedThread?
+
+    init() {
+        thread = OwnedThread.start(name: "one-thread-executor") { [self] in run() }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.withLock { jobs.append(job) }
+        lock.broadcast()
+    }
+
+    /// Ends the thread once the jobs queued so far have run.
+    func stop() {
+        lock.withLock { stopped = true }
+        lock.broadcast()
+        thread?.join()
+    }
+
+    private func run() {
+        while true {
+            let next = lock.withLock { () -> [UnownedJob]? in
+                while jobs.isEmpty && !stopped { lock.wait() }
+                if jobs.isEmpty { return nil }
+                defer { jobs.removeAll() }
+                return jobs
+            }
+            guard let next else { return }
+            for job in next { job.runSynchronously(on: asUnownedTaskExecutor()) }
         }
     }
 }
