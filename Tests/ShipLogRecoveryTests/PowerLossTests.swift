@@ -72,6 +72,11 @@ func runSeeds(_ seeds: [UInt64], workers: Int) async -> (failures: [RunFailure],
         for (bug, seeds) in stats.knownBugSeeds.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             print("power-loss: known bug hit by \(seeds) seed(s): \(bug.rawValue)")
         }
+        // One line per failing seed next to the summary, so that a log cut short still names
+        // the seed to replay and what failed (the whole trace goes with the issue below).
+        for failure in failures.prefix(20) {
+            print("power-loss: seed \(failure.seed) failed in cycle \(failure.cycle): \(failure.problems.first ?? "?")")
+        }
         if getenvString("SHIPLOG_VERBOSE") != nil {
             for failure in failures { print(failure.description) }
         }
