@@ -242,7 +242,8 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
 
     /// Whether this node may campaign: it has the highest (epoch, flushed LSN) of the live
     /// members that may lead (node id breaks ties), so no member has acknowledged a write this
-    /// node lacks. After a term with a synchronous level, only its leader and the members of
+    /// node lacks. Live: listed under the prefix and answering a status request, which gives
+    /// its position now. After a term with a synchronous level, only its leader and the members of
     /// its synchronous set may lead, and only once enough of the set is seen (``TermRecord``).
     private func isBestCandidate() -> (term: (record: TermRecord, version: Int64)?, best: Bool) {
         let mine = record()
@@ -266,9 +267,11 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
             term = (record, stored.version)
             lock.withLock { highestObserved = max(highestObserved, record.epoch) }
         }
+        // Member records outlive their node by up to a TTL and lag its position by up to a
+        // renewal interval: a node counts as live, with its position, only when it answers.
         var live = [(me, mine)]
         for member in members where member.nodeID != me {
-            if let other = MemberRecord(decoding: member.value) { live.append((member.nodeID, other)) }
+            if let published = MemberRecord(decoding: member.value), let answered = probe(published) { live.append((member.nodeID, answered)) }
         }
         if let record = term?.record, let required = record.candidatesRequired {
             let mayLead = record.synchronousSet.union([record.leader])
@@ -278,7 +281,8 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
             }
             live.removeAll { !mayLead.contains($0.0) }
             let seen = live.filter { record.synchronousSet.contains($0.0) }.count
-            guard seen >= required || live.contains(where: { $0.0 == record.leader }) else {
+            // The term's own leader holds every write it acknowledged, whoever else is live.
+            guard seen >= required || me == record.leader else {
                 notCandidate(
                     "\(seen) of the \(record.synchronousSet.count) members of epoch \(record.epoch)'s synchronous set are live, \(required) needed to be sure of every write acknowledged at \(record.level)")
                 return (term, false)
@@ -291,6 +295,24 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
         return (term, true)
     }
 
+    /// Asks the node a member record names for its status: its epoch and durable LSN now, or
+    /// nil when it does not answer within the operation timeout (dead, stopped, unreachable).
+    private func probe(_ published: MemberRecord) -> MemberRecord? {
+        guard let endpoint = Endpoint(published.address) else { return nil }
+        var options = ClientOptions(nodeID: node.options.nodeID, secret: node.options.secret)
+        options.clusterID = node.options.clusterID
+        options.connectTimeout = config.operationTimeout
+        options.responseTimeout = config.operationTimeout
+        guard let client = try? ReplicationClient(connectingTo: endpoint, options: options) else { return nil }
+        defer { client.close() }
+        guard let text = try? client.status(), let status = try? JSON.parse(text, bytesMax: ProtocolLimits.statusJSONBytesMax),
+            let epoch = status["epoch"]?.int64, let durable = status["durable_lsn"]?.int64, epoch >= 0, durable >= 0
+        else { return nil }
+        return MemberRecord(
+            address: published.address, epoch: Epoch(UInt64(epoch)), flushedLSN: LSN(UInt64(durable)),
+            isPrimary: status["role"]?.string == "primary")
+    }
+
     private func notCandidate(_ reason: String) {
         let changed = lock.withLock { () -> Bool in
             guard notCandidateReason != reason else { return false }
@@ -301,10 +323,10 @@ public final class FailoverManager<Machine: QueryableStateMachine>: @unchecked S
     }
 
     private func campaign(after previous: (record: TermRecord, version: Int64)?) {
-        let published = ((try? service.members()) ?? []).compactMap { MemberRecord(decoding: $0.value)?.epoch }.max() ?? Epoch(0)
         // Above the last term's epoch (the election's counter) and every epoch this node has
-        // seen published: a leader that died after starting its epoch no longer publishes it.
-        let highestEpoch = max(published, observedEpoch, previous?.record.epoch ?? Epoch(0), node.host?.log.epoch ?? Epoch(0))
+        // seen published (isBestCandidate() observed the member list just now): a leader that
+        // died after starting its epoch no longer publishes it.
+        let highestEpoch = max(observedEpoch, previous?.record.epoch ?? Epoch(0), node.host?.log.epoch ?? Epoch(0))
         let epoch = Epoch(highestEpoch.rawValue + 1)
         let started = monotonicNanoseconds()
         let won: (any Leadership)?

@@ -371,15 +371,16 @@ public final class ReplicationClient: @unchecked Sendable {
     private func readOne() {
         let message: Message?
         do { message = try receiver.receiver.receive() } catch {
-            if case .transport(.timedOut) = error, overdueRequest() == nil {
+            guard case .transport(.timedOut) = error else {
+                fail(with: error)
+                return
+            }
+            // A quiet connection is fine unless a request is past its deadline.
+            guard let overdue = overdueRequest() else {
                 releaseTurn(delivering: nil)
                 return
             }
-            if case .transport(.timedOut) = error, let overdue = overdueRequest() {
-                fail(with: .transport(.timedOut(operation: "waiting for the answer to request \(overdue)", peer: endpoint.description)))
-            } else {
-                fail(with: error)
-            }
+            fail(with: .transport(.timedOut(operation: "waiting for the answer to request \(overdue)", peer: endpoint.description)))
             return
         }
         guard let message else {
