@@ -61,6 +61,20 @@ public struct BatchBuilder: Sendable {
         try result.get()
     }
 
+    /// Whether the records of `other` still fit in this batch's limits.
+    public func canAppend(contentsOf other: BatchBuilder) -> Bool {
+        recordCount + other.recordCount <= FormatLimits.recordsPerBatchMax
+            && block.count + other.block.count <= FormatLimits.batchUncompressedBytesMax
+    }
+
+    /// Appends every record of `other`, in order (the record blocks concatenate).
+    /// - Throws: ``FormatError/batchFull`` when they do not fit (see ``canAppend(contentsOf:)``).
+    public mutating func append(contentsOf other: BatchBuilder) throws(FormatError) {
+        guard canAppend(contentsOf: other) else { throw .batchFull }
+        block.append(contentsOf: other.block)
+        recordCount += other.recordCount
+    }
+
     /// Calls `body` with each record appended so far, in order; the bytes are valid only during the call.
     public func forEachRecord(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
         try block.withUnsafeBytes { raw in

@@ -107,16 +107,16 @@ struct ClientSession<Machine: QueryableStateMachine>: Sendable {
             }
             reply(.appendResponse(Message.AppendResponse(requestID: id, outcome: response)))
         }
-        let range: LSNRange
-        do {
-            range = try host.submit(builder, durability: .immediate, blockWhenFull: true) { result in
-                tracker.localCompleted(pending, result)
-            }
-        } catch {
-            let reason: Message.Failure.Reason = host.log.failure != nil ? .logFailed : .shuttingDown
-            return fail(reason, "\(error)")
+        let log = host.log
+        let refuse: @Sendable (LogError) -> Void = { error in
+            let reason: Message.Failure.Reason = log.failure != nil ? .logFailed : .shuttingDown
+            reply(.appendResponse(Message.AppendResponse(requestID: id, outcome: .failed(Message.Failure(reason, text: "\(error)")))))
         }
-        tracker.assigned(pending, range: range, epoch: host.log.epoch)
+        node.appendCombiner.submit(AppendCombiner.Append(records: builder, pending: pending, refuse: refuse), tracker: tracker) {
+            (batch, completion) throws(LogError) in
+            let range = try host.submit(batch, durability: .immediate, blockWhenFull: true, completion: completion)
+            return (range, log.epoch)
+        }
     }
 
     // MARK: Reads

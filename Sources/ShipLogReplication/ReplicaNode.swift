@@ -38,6 +38,8 @@ public final class ReplicaNode<Machine: QueryableStateMachine>: @unchecked Senda
     let fileSystem: any FileSystem
     let makeMachine: @Sendable () -> Machine
     let tracker: CommitTracker
+    /// Client appends arriving together, submitted as one batch.
+    let appendCombiner = AppendCombiner()
     /// The replication slots of this node's time as primary (kept while it follows).
     let slots: ReplicationSlots
     /// Waiting reads, all on one thread.
