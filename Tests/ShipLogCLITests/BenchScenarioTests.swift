@@ -128,6 +128,28 @@ private enum Chromium {
         #expect(try BenchScenarioCommand.writerCounts("1,16,64", command: Commands.bench) == [1, 16, 64])
     }
 
+    // MARK: `bench replicate`
+
+    /// The JSON keys the issue names and the ceilings of the 16-client figure, each a positive
+    /// number: every phase committed something. (No comparison between figures: they are
+    /// measured seconds apart on a machine the other tests keep busy.)
+    @Test func benchReplicatePrintsEveryPhaseAndItsCeilingsAsJSON() throws {
+        let scratch = Scratch(group: "shiplog-bench-tests")
+        defer { try? FileManager.default.removeItem(atPath: scratch.root) }
+        let child = try ChildProcess(["bench", "replicate", "--json", "--seconds", "0.2", "--dir", scratch.root])
+        #expect(child.wait(timeout: .seconds(120)) == 0, "stderr: \(child.stderr)")
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(child.stdout.utf8)) as? [String: Any], "stdout is a JSON object: \(child.stdout)")
+        for key in [
+            "local_records_per_second", "local_lag_p99_ms", "flush1_commits_per_second_1", "flush1_commits_per_second_16",
+            "flush1_commits_per_second_64", "flush1_latency_p50_ms_1", "fdatasync_plus_rtt_ms", "local_commits_per_second_16",
+            "local_commits_per_second_16_no_followers",
+        ] {
+            let value = try #require(jsonNumber(json[key]), "\(key) is a number")
+            #expect(value > 0, "\(key) = \(value)")
+        }
+    }
+
     // MARK: Charts
 
     @Test func chartTextIsEscapedSoANameCannotInjectMarkup() {

@@ -17,7 +17,8 @@ extension Commands {
 /// the primary, replicated asynchronously) with the followers' lag; `flush:1` commits from 1,
 /// 16 and 64 concurrent clients (each its own connection, one append in flight). Baselines in
 /// the same run: 4 KiB pwrite+fdatasync latency on the same disk and the loopback round trip
-/// of 100-byte messages.
+/// of 100-byte messages; and the ceilings of the 16-client figure: `local` commits from 16
+/// clients with the followers replicating, then on a primary without followers.
 struct BenchReplicateCommand {
     static let recordBytes = 100
     static let followerCount = 2
@@ -63,13 +64,47 @@ struct BenchReplicateCommand {
                 clients: clients, level: .flush(followers: 1), pool: pool, context: PhaseContext(seconds: seconds))
             flush.append((clients, phase))
         }
-        report(local: local, flush: flush, fsync: fsync, rtt: rtt, root: root.path)
+        let ceilings = try measureCeilings(cluster: cluster, root: root.path, pool: pool)
+        report(local: local, flush: flush, ceilings: ceilings, fsync: fsync, rtt: rtt, root: root.path)
         return 0
+    }
+
+    /// What the same client loop reaches when nobody waits for a follower: `local` commits
+    /// from ``ceilingClients`` clients with the followers replicating (the CPU the replication
+    /// stream itself costs on this machine), and on a primary of its own without followers
+    /// (what the clients, the primary and its fdatasyncs alone cost). The `flush:1` figure
+    /// at the same client count is read against these, measured minutes apart, not against
+    /// another run's.
+    private func measureCeilings(cluster: BenchCluster, root: String, pool: RecordPool) throws -> Ceilings {
+        let clients = Self.ceilingClients
+        progress("local commits, \(clients) clients, followers replicating (ceiling)")
+        let replicating = try BenchPhases.clientCommits(
+            key: "replication-local-\(clients)", name: "local, \(clients) clients", cluster: cluster, clients: clients, level: .local,
+            pool: pool, context: PhaseContext(seconds: seconds))
+        cluster.shutdown()
+        progress("local commits, \(clients) clients, a primary without followers (ceiling)")
+        let alone = try BenchCluster(root: root + "/alone", followerCount: 0, secret: try BenchCluster.randomSecret())
+        defer { alone.shutdown() }
+        let unreplicated = try BenchPhases.clientCommits(
+            key: "local-no-followers-\(clients)", name: "local, \(clients) clients, no followers", cluster: alone, clients: clients,
+            level: .local, pool: pool, context: PhaseContext(seconds: seconds))
+        return Ceilings(replicating: replicating, alone: unreplicated)
+    }
+
+    /// The client count of the ceiling phases (the `flush:1` target's).
+    static let ceilingClients = 16
+
+    struct Ceilings {
+        var replicating: BenchPhaseResult
+        var alone: BenchPhaseResult
     }
 
     // MARK: Report
 
-    private func report(local: BenchPhaseResult, flush: [(clients: Int, phase: BenchPhaseResult)], fsync: SyncWriteBaseline, rtt: Histogram, root: String) {
+    private func report(
+        local: BenchPhaseResult, flush: [(clients: Int, phase: BenchPhaseResult)], ceilings: Ceilings, fsync: SyncWriteBaseline, rtt: Histogram,
+        root: String
+    ) {
         let fsyncP50 = Double(fsync.latency.percentile(50))
         let rttP50 = Double(rtt.percentile(50))
         let bound = fsyncP50 + rttP50
@@ -94,6 +129,8 @@ struct BenchReplicateCommand {
             object["loopback_rtt_p50_ms"] = JSONValue(rttP50 / 1e6)
             object["fdatasync_plus_rtt_ms"] = JSONValue(bound / 1e6)
             object["flush1_latency_p50_over_fdatasync_plus_rtt_1"] = JSONValue(singleRatio)
+            object["local_commits_per_second_16"] = JSONValue(ceilings.replicating.operationsPerSecond)
+            object["local_commits_per_second_16_no_followers"] = JSONValue(ceilings.alone.operationsPerSecond)
             object["file_system"] = JSONValue(fsync.fileSystem ?? "unknown")
             Output.standard.line(JSONValue.object(object).rendered(pretty: true))
             return
@@ -111,9 +148,22 @@ struct BenchReplicateCommand {
                 "\(Format.fixed(phase.latency.mean > 0 ? Double(clients) * 1e9 / Double(phase.latency.mean) : 0, decimals: 0, grouping: true))/s if latency-bound",
             ])
         }
+        for (name, phase, note) in [
+            ("local, 16 clients", ceilings.replicating, "ceiling: nobody waits for the followers"),
+            ("local, 16, no followers", ceilings.alone, "ceiling: a primary alone"),
+        ] {
+            table.addRow([
+                name, Format.fixed(phase.operationsPerSecond, decimals: 0, grouping: true), Format.nanoseconds(phase.latency.percentile(50)),
+                Format.nanoseconds(phase.latency.percentile(99)), note,
+            ])
+        }
         Output.standard.line("shiplog bench replicate: primary + \(Self.followerCount) followers in one process over loopback TCP, \(Self.recordBytes)-byte records, counting state machine, \(fsync.fileSystem ?? "unknown file system") at \(root)")
         Output.standard.line(table.rendered())
         Output.standard.line("baselines (same run): 4 KiB pwrite+fdatasync p50 \(Format.nanoseconds(fsync.latency.percentile(50))), loopback RTT p50 \(Format.nanoseconds(rtt.percentile(50))); fdatasync + RTT = \(Format.nanoseconds(bound))")
+        let sixteenRate = sixteen?.phase.operationsPerSecond ?? 0
+        Output.standard.line(
+            "flush:1 at 16 clients = \(Format.fixed(100 * sixteenRate / max(ceilings.replicating.operationsPerSecond, 1), decimals: 0))% of local commits with the followers replicating, "
+                + "\(Format.fixed(100 * sixteenRate / max(ceilings.alone.operationsPerSecond, 1), decimals: 0))% of local commits on a primary without followers (same run)")
         Output.standard.line("flush:1 single-client p50 = \(Format.fixed(singleRatio, decimals: 2))× (fdatasync + RTT) (target ≤ 2×); flush:1 at 16 clients: \(Format.fixed(sixteen?.phase.operationsPerSecond ?? 0, decimals: 0, grouping: true)) commits/s (target ≥ 30,000); local: \(Format.fixed(local.operationsPerSecond, decimals: 0, grouping: true)) records/s (target ≥ 1,000,000) with lag p99 \(Format.nanoseconds(local.lag.percentile(99))) (target ≤ 100 ms)")
     }
 
