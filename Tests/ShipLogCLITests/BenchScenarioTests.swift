@@ -143,11 +143,13 @@ private enum Chromium {
         for key in [
             "local_records_per_second", "local_lag_p99_ms", "flush1_commits_per_second_1", "flush1_commits_per_second_16",
             "flush1_commits_per_second_64", "flush1_latency_p50_ms_1", "fdatasync_plus_rtt_ms", "local_commits_per_second_16",
-            "local_commits_per_second_16_no_followers",
+            "local_commits_per_second_16_no_followers", "local_commits_per_second_16_followers_fdatasyncs_only",
         ] {
             let value = try #require(jsonNumber(json[key]), "\(key) is a number")
             #expect(value > 0, "\(key) = \(value)")
         }
+        let rates = try #require(json["follower_fdatasyncs_per_second"] as? [Any], "one flush-load rate per follower")
+        #expect(rates.count == 2 && rates.allSatisfy { (jsonNumber($0) ?? 0) > 0 }, "\(rates)")
     }
 
     // MARK: Charts

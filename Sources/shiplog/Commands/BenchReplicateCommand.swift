@@ -18,7 +18,8 @@ extension Commands {
 /// 16 and 64 concurrent clients (each its own connection, one append in flight). Baselines in
 /// the same run: 4 KiB pwrite+fdatasync latency on the same disk and the loopback round trip
 /// of 100-byte messages; and the ceilings of the 16-client figure: `local` commits from 16
-/// clients with the followers replicating, then on a primary without followers.
+/// clients with the followers replicating, then on a primary without followers, then on that
+/// primary under the followers' fdatasync rate (``FlushLoad``).
 struct BenchReplicateCommand {
     static let recordBytes = 100
     static let followerCount = 2
@@ -75,12 +76,21 @@ struct BenchReplicateCommand {
     /// (what the clients, the primary and its fdatasyncs alone cost). The `flush:1` figure
     /// at the same client count is read against these, measured minutes apart, not against
     /// another run's.
+    ///
+    /// The third ceiling separates the disk from the CPU: the primary alone again, while one
+    /// thread per follower fdatasyncs a scratch file on the same disk as often as that follower
+    /// synced in the first ceiling phase (``FlushLoad``: the followers' flushes without their
+    /// CPU).
     private func measureCeilings(cluster: BenchCluster, root: String, pool: RecordPool) throws -> Ceilings {
         let clients = Self.ceilingClients
         progress("local commits, \(clients) clients, followers replicating (ceiling)")
+        let syncsBefore = cluster.followerLogs.map { $0?.statistics.syncCalls ?? 0 }
         let replicating = try BenchPhases.clientCommits(
             key: "replication-local-\(clients)", name: "local, \(clients) clients", cluster: cluster, clients: clients, level: .local,
             pool: pool, context: PhaseContext(seconds: seconds))
+        let followerSyncRates = zip(cluster.followerLogs, syncsBefore).map { log, before in
+            Double((log?.statistics.syncCalls ?? before) - before) * 1e9 / Double(max(replicating.nanoseconds, 1))
+        }
         cluster.shutdown()
         progress("local commits, \(clients) clients, a primary without followers (ceiling)")
         let alone = try BenchCluster(root: root + "/alone", followerCount: 0, secret: try BenchCluster.randomSecret())
@@ -88,7 +98,20 @@ struct BenchReplicateCommand {
         let unreplicated = try BenchPhases.clientCommits(
             key: "local-no-followers-\(clients)", name: "local, \(clients) clients, no followers", cluster: alone, clients: clients,
             level: .local, pool: pool, context: PhaseContext(seconds: seconds))
-        return Ceilings(replicating: replicating, alone: unreplicated)
+        let rates = followerSyncRates.map { Format.fixed($0, decimals: 0, grouping: true) }.joined(separator: " + ")
+        progress("local commits, \(clients) clients, a primary without followers, \(rates) fdatasyncs/s on the same disk (ceiling)")
+        let load = try FlushLoad(directory: root, rates: followerSyncRates)
+        let loaded: BenchPhaseResult
+        do {
+            loaded = try BenchPhases.clientCommits(
+                key: "local-flush-load-\(clients)", name: "local, \(clients) clients, followers' fdatasyncs", cluster: alone, clients: clients,
+                level: .local, pool: pool, context: PhaseContext(seconds: seconds))
+        } catch {
+            _ = load.stop()
+            throw error
+        }
+        let achieved = load.stop()
+        return Ceilings(replicating: replicating, alone: unreplicated, flushLoaded: loaded, flushLoadRates: achieved)
     }
 
     /// The client count of the ceiling phases (the `flush:1` target's).
@@ -97,6 +120,9 @@ struct BenchReplicateCommand {
     struct Ceilings {
         var replicating: BenchPhaseResult
         var alone: BenchPhaseResult
+        /// The primary alone under the followers' flush load, and that load's fdatasyncs/s.
+        var flushLoaded: BenchPhaseResult
+        var flushLoadRates: [Double]
     }
 
     // MARK: Report
@@ -131,6 +157,8 @@ struct BenchReplicateCommand {
             object["flush1_latency_p50_over_fdatasync_plus_rtt_1"] = JSONValue(singleRatio)
             object["local_commits_per_second_16"] = JSONValue(ceilings.replicating.operationsPerSecond)
             object["local_commits_per_second_16_no_followers"] = JSONValue(ceilings.alone.operationsPerSecond)
+            object["local_commits_per_second_16_followers_fdatasyncs_only"] = JSONValue(ceilings.flushLoaded.operationsPerSecond)
+            object["follower_fdatasyncs_per_second"] = JSONValue.array(ceilings.flushLoadRates.map { JSONValue($0) })
             object["file_system"] = JSONValue(fsync.fileSystem ?? "unknown")
             Output.standard.line(JSONValue.object(object).rendered(pretty: true))
             return
@@ -151,6 +179,10 @@ struct BenchReplicateCommand {
         for (name, phase, note) in [
             ("local, 16 clients", ceilings.replicating, "ceiling: nobody waits for the followers"),
             ("local, 16, no followers", ceilings.alone, "ceiling: a primary alone"),
+            (
+                "local, 16, flush load", ceilings.flushLoaded,
+                "ceiling: alone, + \(ceilings.flushLoadRates.map { Format.fixed($0, decimals: 0, grouping: true) }.joined(separator: " + ")) fdatasyncs/s"
+            ),
         ] {
             table.addRow([
                 name, Format.fixed(phase.operationsPerSecond, decimals: 0, grouping: true), Format.nanoseconds(phase.latency.percentile(50)),
@@ -163,7 +195,8 @@ struct BenchReplicateCommand {
         let sixteenRate = sixteen?.phase.operationsPerSecond ?? 0
         Output.standard.line(
             "flush:1 at 16 clients = \(Format.fixed(100 * sixteenRate / max(ceilings.replicating.operationsPerSecond, 1), decimals: 0))% of local commits with the followers replicating, "
-                + "\(Format.fixed(100 * sixteenRate / max(ceilings.alone.operationsPerSecond, 1), decimals: 0))% of local commits on a primary without followers (same run)")
+                + "\(Format.fixed(100 * sixteenRate / max(ceilings.alone.operationsPerSecond, 1), decimals: 0))% of local commits on a primary without followers; "
+                + "that primary under only the followers' fdatasyncs (no followers' CPU) reaches \(Format.fixed(100 * ceilings.flushLoaded.operationsPerSecond / max(ceilings.alone.operationsPerSecond, 1), decimals: 0))% of its unloaded rate (same run)")
         Output.standard.line("flush:1 single-client p50 = \(Format.fixed(singleRatio, decimals: 2))× (fdatasync + RTT) (target ≤ 2×); flush:1 at 16 clients: \(Format.fixed(sixteen?.phase.operationsPerSecond ?? 0, decimals: 0, grouping: true)) commits/s (target ≥ 30,000); local: \(Format.fixed(local.operationsPerSecond, decimals: 0, grouping: true)) records/s (target ≥ 1,000,000) with lag p99 \(Format.nanoseconds(local.lag.percentile(99))) (target ≤ 100 ms)")
     }
 
