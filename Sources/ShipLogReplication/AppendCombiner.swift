@@ -1,8 +1,8 @@
 import ShipLogFormat
 import ShipLogStorage
 
-/// Client appends that arrive together, combined into one batch (docs/ARCHITECTURE.md,
-/// "Group commit"): one encoding, one log submit and one replicated batch for all of them
+/// Client appends that arrive together, combined into one batch (docs/ARCHITECTURE.md
+/// section 11, "An append on the primary"): one encoding, one log submit and one replicated batch for all of them
 /// instead of one each, and no connection thread waiting for another's submit.
 ///
 /// Flat combining: a connection thread queues its append; if no thread is combining, it

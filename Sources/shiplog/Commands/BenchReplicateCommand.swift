@@ -74,8 +74,8 @@ struct BenchReplicateCommand {
     /// from ``ceilingClients`` clients with the followers replicating (the CPU the replication
     /// stream itself costs on this machine), and on a primary of its own without followers
     /// (what the clients, the primary and its fdatasyncs alone cost). The `flush:1` figure
-    /// at the same client count is read against these, measured minutes apart, not against
-    /// another run's.
+    /// at the same client count is read against these, measured seconds apart in the same
+    /// run, not against another run's.
     ///
     /// The third ceiling separates the disk from the CPU: the primary alone again, while one
     /// thread per follower fdatasyncs a scratch file on the same disk as often as that follower
