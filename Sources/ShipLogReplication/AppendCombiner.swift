@@ -30,17 +30,33 @@ final class AppendCombiner: @unchecked Sendable {
     /// log's I/O thread, the followers and the answers of every request in it for long.
     static let combinedBytesMax = 1 << 20
 
+    /// Uncompressed bytes queued behind a combining thread beyond which connection threads
+    /// wait to queue more (one append larger than this still enters an empty queue). While
+    /// the combining thread waits for room in a full write buffer, this keeps the connections
+    /// from reading request after request into memory: they wait, and TCP pushes back on
+    /// their clients, as when each connection submitted on its own.
+    static let queuedBytesMax = 16 << 20
+
     private let lock = ConditionLock()
     private var queue: [Append] = []
+    private var queuedBytes = 0
     private var combining = false
+    /// Connection threads waiting for the queue to drain below ``queuedBytesMax``.
+    private var waitingForRoom = 0
 
     /// Queues `append`. Returns at once when another thread is combining (it submits this
-    /// append too); otherwise submits everything queued, through `submitBatch`, before
-    /// returning. A full write buffer blocks the combining thread: backpressure for every
-    /// connection, each of which holds at most its in-flight limit of requests here.
+    /// append too), after waiting while ``queuedBytesMax`` is queued; otherwise submits
+    /// everything queued, through `submitBatch`, before returning. A full write buffer blocks
+    /// the combining thread, and through the queue's bound every connection.
     func submit(_ append: Append, tracker: CommitTracker, submitBatch: SubmitBatch) {
         lock.lock()
+        while combining && queuedBytes >= Self.queuedBytesMax {
+            waitingForRoom += 1
+            lock.wait()
+            waitingForRoom -= 1
+        }
         queue.append(append)
+        queuedBytes += append.records.uncompressedByteCount
         if combining {
             lock.unlock()
             return
@@ -49,7 +65,10 @@ final class AppendCombiner: @unchecked Sendable {
         while !queue.isEmpty {
             let taken = queue
             queue.removeAll(keepingCapacity: true)
+            queuedBytes = 0
+            let wake = waitingForRoom > 0
             lock.unlock()
+            if wake { lock.broadcast() }
             submitCombined(taken, tracker: tracker, submitBatch: submitBatch)
             lock.lock()
         }

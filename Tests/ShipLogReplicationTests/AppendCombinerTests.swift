@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ShipLogFormat
 import ShipLogStorage
 import Testing
@@ -153,6 +156,47 @@ import Testing
         #expect(answers["b"]?.hasPrefix("refused: ") == true && answers["b"]?.contains("scripted refusal of batch 2") == true)
         #expect(answers["b"] == answers["c"], "every append of the refused batch gets the same answer")
         #expect(answers["d"] == "2-2 epoch 3", "a refused batch takes no LSNs")
+    }
+
+    /// While the combining thread is held (a full write buffer) and `queuedBytesMax` is
+    /// queued, another connection's append waits instead of piling up in memory, and goes
+    /// in once the combiner takes the queue.
+    @Test func appendsWaitWhileTheQueueBehindAHeldCombinerIsFull() throws {
+        let tracker = CommitTracker(policy: .fail)
+        defer { tracker.stop() }
+        let answers = Answers()
+        let log = ScriptedLog(holdFirstCall: true)
+        let combiner = AppendCombiner()
+        let first = OwnedThread.start(name: "test-combiner") {
+            combiner.submit(Self.append("a", records: Self.records(1), tracker: tracker, answers: answers), tracker: tracker) {
+                (batch, completion) throws(LogError) in try log.submit(batch, completion: completion)
+            }
+        }
+        log.waitUntilFirstCallHeld()
+        // Three appends of two ~4 MiB records each: more than queuedBytesMax queued.
+        let recordBytes = FormatLimits.recordBytesMax - 16
+        #expect(3 * 2 * recordBytes >= AppendCombiner.queuedBytesMax)
+        for name in ["big-1", "big-2", "big-3"] {
+            combiner.submit(Self.append(name, records: Self.records(2, bytes: recordBytes), tracker: tracker, answers: answers), tracker: tracker) {
+                (batch, completion) throws(LogError) in try log.submit(batch, completion: completion)
+            }
+        }
+        let returned = Locked(false)
+        let late = OwnedThread.start(name: "test-late") {
+            combiner.submit(Self.append("late", records: Self.records(1), tracker: tracker, answers: answers), tracker: tracker) {
+                (batch, completion) throws(LogError) in try log.submit(batch, completion: completion)
+            }
+            returned.withLock { $0 = true }
+        }
+        usleep(100_000)
+        #expect(returned.withLock { !$0 }, "an append was queued beyond queuedBytesMax")
+        log.release()
+        late.join()
+        first.join()
+        #expect(returned.withLock { $0 })
+        #expect(log.batchRecordCounts == [1, 2, 2, 2, 1], "each large append alone (combinedBytesMax), the late one after them")
+        #expect(answers["big-3"] == "6-7 epoch 3")
+        #expect(answers["late"] == "8-8 epoch 3")
     }
 
     @Test func splitCutsARangeIntoConsecutiveParts() {
