@@ -100,24 +100,27 @@ import Testing
         // With the follower gone, `all` waits for its timeout: 6 appends waiting (2 in flight,
         // 4 waiting for room) on an executor of ONE thread (so other tests cannot take it)
         // must leave that thread free for another task meanwhile. A blocking call would hold
-        // it for at least one timeout (1.5 s).
+        // it for at least one timeout (1.5 s). The other task is queued on that thread right
+        // after the six appends and timed there, so a busy cooperative pool (other suites'
+        // blocking tests) cannot delay the measurement.
         cluster.followers[0].shutdown()
         cluster.followers.removeAll()
         let executor = OneThreadExecutor()
         defer { executor.stop() }
-        let started = ContinuousClock.now
-        let waiting = Task(executorPreference: executor) {
+        let waiting = Task(executorPreference: executor) { () -> (timedOut: Int, otherWaited: Duration) in
             await withTaskGroup(of: Bool.self) { group in
                 for index in 0..<6 {
                     group.addTask { (try? await client.append([putRecord("late-\(index)", "x")], level: .all, timeout: .milliseconds(1500))) == nil }
                 }
-                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+                // Queued behind the six appends' first steps: it runs once they have suspended.
+                let asked = ContinuousClock.now
+                let otherWaited = await Task(executorPreference: executor) { ContinuousClock.now - asked }.value
+                return (await group.reduce(0) { $0 + ($1 ? 1 : 0) }, otherWaited)
             }
         }
-        try await Task.sleep(for: .milliseconds(20))
-        let otherTaskRanAfter = await Task(executorPreference: executor) { ContinuousClock.now - started }.value
-        #expect(otherTaskRanAfter < .milliseconds(1000), "another task waited \(otherTaskRanAfter) for the executor's thread")
-        #expect(await waiting.value == 6, "every append to a gone follower at `all` times out")
+        let (timedOut, otherTaskWaited) = await waiting.value
+        #expect(otherTaskWaited < .milliseconds(1000), "another task waited \(otherTaskWaited) for the executor's thread")
+        #expect(timedOut == 6, "every append to a gone follower at `all` times out")
         client.close()
         await #expect(throws: ReplicationError.self) { try await client.status() }
     }
